@@ -1,0 +1,34 @@
+"""Certified blueprints: versioned compositions of components with a pydantic parameter model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    name: str
+    version: str  # semantic version of the parameter model and composition
+    description: str
+    model: type[BaseModel]
+    build: Callable[[Any], Any]
+    refusals: Callable[[Any], list[tuple[str, str]]]
+    stack_template: str  # jinja2 template (package resource) used by `socle new`
+
+    @property
+    def major(self) -> str:
+        return self.version.split(".", 1)[0]
+
+
+BLUEPRINT_MODULES = ("etablissement",)
+
+
+def registry() -> dict[str, Blueprint]:
+    out: dict[str, Blueprint] = {}
+    for mod in BLUEPRINT_MODULES:
+        bp: Blueprint = import_module(f"blueprints.{mod}").BLUEPRINT
+        out[bp.name] = bp
+    return out

@@ -1,0 +1,213 @@
+"""Blueprint `etablissement`: the hospital composition of the six building blocks."""
+from __future__ import annotations
+
+import pulumi
+
+from blueprints import Blueprint
+from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
+from components.common import AuditTarget, Flow, selector
+from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore
+from components.gateway import HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
+from components.pki import BundleSpec, DemoPki, LeafSpec
+from components.relay import PSS_EXCEPTION, SMTP_PORT, Relay, RelayArgs
+from components.storage import (
+    HEALTH_DATA_CLASS,
+    BackupArgs,
+    HdsStorage,
+    StorageArgs,
+    StorageProfile,
+    ceph_rbd_profile,
+    scaleway_profile,
+)
+from components.zone import Zone, ZoneArgs
+from socle import __version__ as KIT_VERSION
+
+from .model import VERSION, Params, production_refusals
+
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
+INTERNET = ("0.0.0.0/0",)
+
+
+def storage_profile(p: Params) -> StorageProfile:
+    if p.hosting.provider_profile == "scaleway-sbs":
+        s = p.storage.scaleway_sbs
+        return scaleway_profile(s.kms_key_id, s.luks_secret, s.luks_secret_namespace, s.iops)
+    if p.hosting.provider_profile == "ceph-rbd":
+        c = p.storage.ceph_rbd
+        return ceph_rbd_profile(c.cluster_id, c.pool, c.kms_id, c.secret_name, c.secret_namespace)
+    g = p.storage.generic_csi
+    return StorageProfile(
+        name="generic-csi",
+        provisioner=g.provisioner,
+        parameters=dict(sorted(g.parameters.items())),
+        encrypted=p.storage.encrypted and g.encrypted,
+        snapshot_driver=g.snapshot_driver or g.provisioner,
+    )
+
+
+def build(p: Params) -> dict[str, object]:
+    """Register every resource of the blueprint; returns the components by block."""
+    production = p.profile == "production"
+    ns = {b: p.namespace(b) for b in ("gateway", "fhir", "mss", "audit")}
+    regions = [r.name for r in p.hosting.regions]
+    audit_host = f"rsyslog.{ns['audit']}.svc.cluster.local"
+    audit = AuditTarget(host=audit_host, port=SYSLOG_TLS_PORT, client_secret=p.pki.audit_client_secret)
+    fhir_api = next((a for a in p.gateway.apis if a.backend == "fhir"), None)
+    public_fhir_host = fhir_api.host if fhir_api else f"fhir.{p.organisation.short_name}.invalid"
+
+    gw_pods = selector("gateway", ns["gateway"])
+    o2_pods = selector("oauth2-proxy", ns["gateway"])
+    hapi_pods = selector("hapi-fhir", ns["fhir"])
+    pg_pods = selector("postgres", ns["fhir"])
+    relay_pods = selector("postfix", ns["mss"])
+    rsyslog_pods = selector("rsyslog", ns["audit"])
+    to_audit = lambda name, pods: Flow(name, pods, "egress", [("TCP", SYSLOG_TLS_PORT)], ns["audit"], rsyslog_pods)
+
+    external_backends = [a for a in p.gateway.apis if a.backend is None]
+    gateway_flows = [
+        Flow("allow-ingress-gateway", gw_pods, "ingress", [("TCP", HTTP_PORT), ("TCP", HTTPS_PORT)], peer_cidrs=INTERNET),
+        Flow("allow-gateway-to-oauth2-proxy", gw_pods, "egress", [("TCP", OAUTH2_PORT)], ns["gateway"], o2_pods),
+        Flow("allow-oauth2-proxy-from-gateway", o2_pods, "ingress", [("TCP", OAUTH2_PORT)], ns["gateway"], gw_pods),
+        Flow("allow-oauth2-proxy-to-psc", o2_pods, "egress", [("TCP", 443)], peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES),
+        Flow("allow-gateway-to-fhir", gw_pods, "egress", [("TCP", HAPI_PORT)], ns["fhir"], hapi_pods),
+        to_audit("allow-gateway-to-auditlog", gw_pods),
+    ]
+    for api in external_backends:
+        gateway_flows.append(Flow(f"allow-gateway-to-{api.name}", gw_pods, "egress", [("TCP", api.port)], api.namespace, None))
+    db = p.fhir.database
+    fhir_flows = [
+        Flow("allow-fhir-from-gateway", hapi_pods, "ingress", [("TCP", HAPI_PORT)], ns["gateway"], gw_pods),
+        Flow("allow-fhir-to-national-services", hapi_pods, "egress", [("TCP", 443)], peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES),
+        to_audit("allow-fhir-to-auditlog", hapi_pods),
+    ]
+    if db.mode == "in-cluster":
+        fhir_flows += [
+            Flow("allow-fhir-to-postgres", hapi_pods, "egress", [("TCP", PG_PORT)], ns["fhir"], pg_pods),
+            Flow("allow-postgres-from-fhir", pg_pods, "ingress", [("TCP", PG_PORT)], ns["fhir"], hapi_pods),
+        ]
+    else:
+        fhir_flows.append(Flow("allow-fhir-to-database", hapi_pods, "egress", [("TCP", db.port)], peer_cidrs=(db.network,)))
+    relay_flows = [
+        Flow("allow-ingress-smtp", relay_pods, "ingress", [("TCP", SMTP_PORT)], peer_cidrs=INTERNET),
+        Flow("allow-relay-to-mssante", relay_pods, "egress", [("TCP", 25), ("TCP", 443)], peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES),
+        to_audit("allow-relay-to-auditlog", relay_pods),
+    ]
+    # The aggregator accepts any pod of the kit's namespaces (mutual TLS does the authentication).
+    audit_flows = [
+        Flow(f"allow-auditlog-from-{b}", rsyslog_pods, "ingress", [("TCP", SYSLOG_TLS_PORT)], ns[b], None)
+        for b in ("gateway", "fhir", "mss")
+    ]
+
+    zones = {
+        "gateway": Zone("zone-gateway", ZoneArgs(namespace=ns["gateway"], block="gateway",
+                                                 service_accounts=["gateway", "oauth2-proxy"], flows=gateway_flows)),
+        "fhir": Zone("zone-fhir", ZoneArgs(namespace=ns["fhir"], block="fhir",
+                                           service_accounts=["fhir", "postgres"], flows=fhir_flows, protect=production)),
+        "mss": Zone("zone-mss", ZoneArgs(namespace=ns["mss"], block="relay", service_accounts=["relay"], flows=relay_flows,
+                                         pod_security="baseline", pod_security_exception=PSS_EXCEPTION, protect=production)),
+        "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", service_accounts=["auditlog"],
+                                             flows=audit_flows, protect=production)),
+    }
+    after_zones = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()])
+
+    if p.pki.mode == "demo":
+        k = p.pki
+        leaves = [
+            LeafSpec("gateway", f"gateway.{p.organisation.short_name}", sorted(a.host for a in p.gateway.apis), "server", "health",
+                     [(ns["gateway"], k.gateway_server_secret)]),
+            LeafSpec("relay", p.relay.hostname, [p.relay.hostname], "both", "health", [(ns["mss"], k.relay_server_secret)]),
+            LeafSpec("relay-org-client", f"{p.organisation.name} (FINESS {p.organisation.finess})", [], "client", "health",
+                     [(ns["mss"], k.relay_client_secret)]),
+            LeafSpec("auditlog", audit_host, [audit_host], "server", "internal", [(ns["audit"], k.audit_server_secret)]),
+            LeafSpec("auditlog-client", f"log-forwarder.{p.organisation.short_name}", [], "client", "internal",
+                     [(ns["gateway"], k.audit_client_secret), (ns["fhir"], k.audit_client_secret), (ns["mss"], k.audit_client_secret)]),
+        ]
+        if db.mode == "in-cluster":
+            pg_host = f"postgres.{ns['fhir']}.svc.cluster.local"
+            leaves.append(LeafSpec("postgres", pg_host, [pg_host], "server", "internal", [(ns["fhir"], k.database_server_secret)]))
+        bundles = [
+            BundleSpec("health", [(ns["gateway"], k.trust_bundle_secret), (ns["mss"], k.trust_bundle_secret)]),
+            BundleSpec("health", [(ns["gateway"], k.crl_secret)], with_crl=True),
+        ]
+        DemoPki("demo-pki", p.organisation.name, leaves, bundles, opts=after_zones)
+
+    profile = storage_profile(p)
+    backup = None
+    if p.backup.enabled:
+        b = p.backup
+        backup = BackupArgs(
+            namespace=b.velero_namespace, provider=b.provider, bucket=b.bucket, prefix=p.organisation.short_name,
+            s3_url=b.s3_url, region=b.region.name, region_country=b.region.country, credential_secret=b.credential_secret,
+            included_namespaces=[ns["fhir"], ns["mss"], ns["audit"]],
+            daily_schedule=b.daily_schedule, daily_ttl_days=b.daily_ttl_days,
+            monthly_schedule=b.monthly_schedule, monthly_ttl_days=b.monthly_ttl_days,
+        )
+    storage = HdsStorage("hds-storage", StorageArgs(profile=profile, region_label=p.hosting.region_label, regions=regions,
+                                                    backup=backup, protect=production))
+    after_storage = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()] + [storage.storage_class])
+
+    auditlog = AuditLog("auditlog", AuditLogArgs(
+        kit_version=KIT_VERSION, namespace=ns["audit"], image=p.images.syslog, tools_image=p.images.tools,
+        retention_days=p.audit.retention_days, storage_class=HEALTH_DATA_CLASS, storage_size=p.audit.storage_size,
+        server_secret=p.pki.audit_server_secret, region_label=p.hosting.region_label, regions=regions, protect=production,
+    ), opts=after_storage)
+
+    fhir = FhirStore("fhir", FhirArgs(
+        kit_version=KIT_VERSION, namespace=ns["fhir"], image=p.images.fhir, syslog_image=p.images.syslog,
+        replicas=p.fhir.replicas, public_host=public_fhir_host, validation=p.fhir.validation_fr_core,
+        terminology_server=p.fhir.terminology_server, annuaire_api_key_secret=p.fhir.annuaire_api_key_secret,
+        ins_systems=p.fhir.ins_systems, memory=p.fhir.memory,
+        database=DatabaseArgs(
+            mode=db.mode, host=db.host, port=db.port, name=db.name, user=db.user,
+            credentials_secret=db.credentials_secret,
+            ca_secret=db.ca_secret if db.mode == "external" else p.pki.database_server_secret,
+            server_secret=p.pki.database_server_secret if db.mode == "in-cluster" else None,
+            storage_class=HEALTH_DATA_CLASS, storage_size=db.storage_size, image=p.images.postgres,
+        ),
+        region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
+    ), opts=after_storage)
+
+    routes = []
+    for api in p.gateway.apis:
+        if api.backend == "fhir":
+            upstream = f"http://hapi-fhir.{ns['fhir']}.svc.cluster.local:{HAPI_PORT}"
+        else:
+            upstream = f"http://{api.service}.{api.namespace}.svc.cluster.local:{api.port}"
+        routes.append(Route(name=api.name, host=api.host, owner_group=api.owner_group, sensitivity=api.sensitivity,
+                            mtls=api.requires_mtls, token_validation=api.token_validation, upstream=upstream,
+                            rate_per_second=api.rate_per_second, burst=api.burst, max_body=api.max_body))
+    gateway = Gateway("gateway", GatewayArgs(
+        kit_version=KIT_VERSION, organisation=p.organisation.name, namespace=ns["gateway"], image=p.images.gateway,
+        oauth2_proxy_image=p.images.oauth2_proxy, syslog_image=p.images.syslog, replicas=p.gateway.replicas,
+        routes=routes, hsts_max_age=p.gateway.hsts_max_age, tls_min_version=p.tls.min_version,
+        service_type=p.gateway.service_type, server_secret=p.pki.gateway_server_secret,
+        trust_bundle_secret=p.pki.trust_bundle_secret, crl_secret=p.pki.crl_secret,
+        psc_issuer=p.psc.issuer, psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
+        psc_redirect_host=p.psc.redirect_host or p.gateway.apis[0].host, session_lifetime=p.gateway.session_lifetime,
+        audit=audit,
+    ), opts=after_zones)
+
+    relay = Relay("relay", RelayArgs(
+        kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay, tools_image=p.images.tools,
+        syslog_image=p.images.syslog, replicas=p.relay.replicas, hostname=p.relay.hostname,
+        authorized_domains=p.relay.authorized_domains, domain_list_url=p.relay.domain_list_url,
+        require_client_certificate=p.relay.require_client_certificate, next_hop=p.relay.next_hop,
+        tls_min_version=p.tls.min_version, server_secret=p.pki.relay_server_secret, client_secret=p.pki.relay_client_secret,
+        trust_bundle_secret=p.pki.trust_bundle_secret, service_type=p.relay.service_type, storage_class=HEALTH_DATA_CLASS,
+        queue_size=p.relay.queue_size, region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
+    ), opts=after_storage)
+
+    pulumi.export("namespaces", ns)
+    pulumi.export("blueprint", {"name": "etablissement", "version": VERSION, "profile": p.profile})
+    return {"zones": zones, "storage": storage, "auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay}
+
+
+BLUEPRINT = Blueprint(
+    name="etablissement",
+    version=VERSION,
+    description="Hospital (établissement de santé): gateway, FHIR store, MSSanté relay, audit log, HDS storage",
+    model=Params,
+    build=build,
+    refusals=production_refusals,
+    stack_template="blueprints/etablissement/stack.yaml.j2",
+)

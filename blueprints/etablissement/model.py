@@ -1,0 +1,397 @@
+"""Parameter model of the `etablissement` (hospital) blueprint, version 1.
+
+Every field has a default that is safe for the `dev` profile; `production_refusals` lists what the
+production profile refuses, each message starting with the requirement ID it protects.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from socle.constants import (
+    ANS_TERMINOLOGY_SERVER,
+    EEA_COUNTRIES,
+    HSTS_MIN_MAX_AGE,
+    INS_NON_PRODUCTION,
+    INS_SYSTEMS,
+    PSC_PRODUCTION_ISSUER,
+    PSC_SANDBOX_HOST,
+    PSC_SANDBOX_ISSUER,
+    RETENTION_DEFAULT_DAYS,
+    RETENTION_FLOOR_DAYS,
+)
+
+VERSION = "1.0.0"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+)(:(?P<tag>[A-Za-z0-9._-]{1,128}))?(@sha256:(?P<digest>[0-9a-f]{64}))?$"
+)
+_SIZE = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti)$")
+_BODY = re.compile(r"^[0-9]+[km]?$")
+_CRON = re.compile(r"^(\S+\s+){4}\S+$")
+
+
+def _dns_label(v: str) -> str:
+    if not _DNS_LABEL.match(v):
+        raise ValueError("must be a DNS label: lower-case letters, digits and '-', at most 63 characters")
+    return v
+
+
+def _host(v: str) -> str:
+    if not _HOST.match(v):
+        raise ValueError("must be a fully qualified lower-case host name")
+    return v
+
+
+def _image(v: str) -> str:
+    m = _IMAGE.match(v)
+    if not m:
+        raise ValueError("must be a full image reference REGISTRY/REPOSITORY:TAG or ...@sha256:DIGEST")
+    tag, digest = m.group("tag"), m.group("digest")
+    if not digest and (not tag or tag == "latest"):
+        raise ValueError("K8S-05: image must be pinned to an exact version or digest, never 'latest'")
+    registry = v.split("/", 1)[0]
+    if "." not in registry and ":" not in registry and registry != "localhost":
+        raise ValueError("must name its registry explicitly (e.g. docker.io/...)")
+    return v
+
+
+def _cidr(v: str) -> str:
+    try:
+        ipaddress.ip_network(v, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"not a network in CIDR form: {exc}") from None
+    return v
+
+
+def _https_url(v: str) -> str:
+    if not re.match(r"^https://[a-z0-9.-]+(:[0-9]+)?(/\S*)?$", v):
+        raise ValueError("must be an https:// URL")
+    return v
+
+
+def _size(v: str) -> str:
+    if not _SIZE.match(v):
+        raise ValueError("must be a Kubernetes quantity such as 10Gi")
+    return v
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+Host = Annotated[str, AfterValidator(_host)]
+Image = Annotated[str, AfterValidator(_image)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Size = Annotated[str, AfterValidator(_size)]
+SecretName = Annotated[str, AfterValidator(_dns_label)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Organisation(Strict):
+    name: str = Field(min_length=1, description="Legal name of the établissement")
+    finess: str = Field(pattern=r"^[0-9]{9}$", description="FINESS juridique or géographique number")
+    short_name: DnsLabel = Field(description="Prefix of every namespace and object name")
+    owner_group: str = Field(default="dsi", min_length=1, description="Group that owns the platform")
+
+
+class Region(Strict):
+    name: str = Field(min_length=1, description="Region name as the node label carries it")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of the region")
+
+
+class Hosting(Strict):
+    provider_profile: Literal["generic-csi", "scaleway-sbs", "ceph-rbd"] = Field(
+        default="generic-csi", description="Storage profile: generic CSI, Scaleway Block Storage, on-premise Ceph RBD"
+    )
+    region_label: str = Field(default="topology.kubernetes.io/region", description="Node label holding the region")
+    regions: list[Region] = Field(
+        default_factory=lambda: [Region(name="fr-par", country="FR")], min_length=1,
+        description="Regions where health data may be stored (HDS-01)",
+    )
+    hds_certificate_reference: str = Field(default="", description="HDS-03: certificate number and scope of the host")
+    api_allowed_networks: list[Cidr] = Field(default_factory=list, description="ADM-01: networks allowed to reach the Kubernetes API")
+
+
+class GenericCsi(Strict):
+    provisioner: str = Field(default="csi.example.invalid", min_length=3, description="CSI driver name")
+    parameters: dict[str, str] = Field(default_factory=dict, description="StorageClass parameters of the driver")
+    encrypted: bool = Field(default=True, description="The driver encrypts volumes at rest with these parameters (HDS-04)")
+    snapshot_driver: str = Field(default="", description="Driver of the VolumeSnapshotClass (empty: same as provisioner)")
+
+
+class ScalewaySbs(Strict):
+    kms_key_id: str = Field(default="", description="Scaleway Key Manager key id (empty: LUKS with passphrase Secret)")
+    luks_secret: SecretName = Field(default="sbs-luks-passphrase", description="Secret with key encryptionPassphrase")
+    luks_secret_namespace: DnsLabel = Field(default="kube-system")
+    iops: Literal["5000", "15000"] = "5000"
+
+
+class CephRbd(Strict):
+    cluster_id: str = Field(default="", description="ceph-csi clusterID")
+    pool: str = Field(default="", description="RBD pool")
+    kms_id: str = Field(default="", description="encryptionKMSID of the ceph-csi KMS configuration")
+    secret_name: SecretName = Field(default="csi-rbd-secret")
+    secret_namespace: DnsLabel = Field(default="ceph-csi")
+
+
+class Storage(Strict):
+    encrypted: bool = Field(default=True, description="HDS-04: volumes holding health data are encrypted at rest")
+    generic_csi: GenericCsi = Field(default_factory=GenericCsi)
+    scaleway_sbs: ScalewaySbs = Field(default_factory=ScalewaySbs)
+    ceph_rbd: CephRbd = Field(default_factory=CephRbd)
+
+
+class Backup(Strict):
+    enabled: bool = True
+    velero_namespace: DnsLabel = "velero"
+    provider: Literal["aws"] = Field(default="aws", description="Velero object-store plugin (S3 API)")
+    bucket: str = Field(default="socle-backups", min_length=3)
+    s3_url: HttpsUrl = Field(default="https://s3.fr-srr.scw.cloud")
+    region: Region = Field(default_factory=lambda: Region(name="fr-srr", country="FR"))
+    credential_secret: SecretName = Field(default="velero-s3-credentials")
+    daily_schedule: str = Field(default="0 2 * * *", pattern=_CRON.pattern)
+    daily_ttl_days: int = Field(default=30, ge=7)
+    monthly_schedule: str = Field(default="0 3 1 * *", pattern=_CRON.pattern)
+    monthly_ttl_days: int = Field(default=180, ge=30)
+
+
+class Images(Strict):
+    gateway: Image = "docker.io/nginxinc/nginx-unprivileged:1.27.4-alpine"
+    oauth2_proxy: Image = "quay.io/oauth2-proxy/oauth2-proxy:v7.8.1"
+    fhir: Image = "docker.io/hapiproject/hapi:v8.0.0"
+    postgres: Image = "docker.io/library/postgres:16.6-alpine3.21"
+    relay: Image = "docker.io/boky/postfix:v4.4.0"
+    syslog: Image = "docker.io/rsyslog/rsyslog:2025-06"
+    tools: Image = "docker.io/library/alpine:3.21.3"
+    allowed_registries: list[str] = Field(default_factory=lambda: ["docker.io", "quay.io"], min_length=1)
+
+
+class Tls(Strict):
+    min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = Field(
+        default="TLSv1.2", description="TLS-01: lowest protocol offered; below TLSv1.2 only as a reported dev exception"
+    )
+
+
+class Pki(Strict):
+    mode: Literal["demo", "provided"] = Field(
+        default="demo", description="demo: a throw-away PKI generated by pulumi_tls; provided: existing Secrets"
+    )
+    trust_bundle_secret: SecretName = Field(default="igc-sante-trust-bundle", description="PKI-01: ca.crt with only the health PKI CAs")
+    crl_secret: SecretName = Field(default="igc-sante-crl", description="PKI-02: crl.pem refreshed before nextUpdate")
+    gateway_server_secret: SecretName = "gateway-server-tls"
+    relay_server_secret: SecretName = "relay-server-tls"
+    relay_client_secret: SecretName = Field(default="relay-org-client-tls", description="MSS-06: organisation certificate")
+    internal_ca_secret: SecretName = Field(default="socle-internal-ca", description="CA of internal TLS (logs, database)")
+    audit_server_secret: SecretName = "auditlog-server-tls"
+    audit_client_secret: SecretName = "auditlog-client-tls"
+    database_server_secret: SecretName = "postgres-server-tls"
+
+
+class Api(Strict):
+    name: DnsLabel
+    host: Host
+    owner_group: str = Field(min_length=1, description="GW-01: group that owns the API")
+    sensitivity: Literal["public", "restricted", "sensitive"]
+    backend: Literal["fhir"] | None = Field(default="fhir", description="Built-in backend; or service+namespace+port")
+    service: str | None = None
+    namespace: DnsLabel | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    mtls: bool | None = Field(default=None, description="API-01: client certificate required (default: sensitive routes)")
+    token_validation: bool = Field(default=True, description="API-03: Pro Santé Connect / OAuth2 token checked at the gateway")
+    rate_per_second: int = Field(default=100, ge=1, le=100000)
+    burst: int = Field(default=200, ge=0)
+    max_body: str = Field(default="10m", pattern=_BODY.pattern, description="GW-06: request body limit (nginx size)")
+
+    @model_validator(mode="after")
+    def _backend(self) -> "Api":
+        if self.backend is None and not (self.service and self.namespace and self.port):
+            raise ValueError("an API without a built-in backend needs service, namespace and port")
+        return self
+
+    @property
+    def requires_mtls(self) -> bool:
+        return self.sensitivity == "sensitive" if self.mtls is None else self.mtls
+
+
+class Gateway(Strict):
+    replicas: int = Field(default=1, ge=1, le=20)
+    hsts_max_age: int = Field(default=HSTS_MIN_MAX_AGE, ge=0)
+    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
+    apis: list[Api] = Field(min_length=1)
+    session_lifetime: str = Field(default="8h", pattern=r"^[0-9]+[hm]$", description="API-04: browser session cookie lifetime")
+
+
+class Psc(Strict):
+    issuer: HttpsUrl = Field(default=PSC_SANDBOX_ISSUER, description="PSC-04/05: OIDC issuer")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretName = Field(default="psc-client", description="PSC-03: Secret holding key client-secret")
+    auth_method: Literal["secret"] = Field(
+        default="secret", description="PSC-03: oauth2-proxy authenticates with the client secret (mTLS client auth is not offered by it)"
+    )
+    redirect_host: Host | None = Field(default=None, description="Host of the /oauth2/callback (default: first API host)")
+
+
+class Database(Strict):
+    mode: Literal["in-cluster", "external"] = "in-cluster"
+    host: str | None = None
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    credentials_secret: SecretName | None = Field(default=None, description="external: existing Secret with username/password")
+    ca_secret: SecretName | None = Field(default=None, description="external: Secret with ca.crt of the database server")
+    network: Cidr | None = Field(default=None, description="external: network of the database (egress allow rule)")
+    storage_size: Size = "20Gi"
+
+    @model_validator(mode="after")
+    def _external(self) -> "Database":
+        if self.mode == "external":
+            missing = [k for k in ("host", "credentials_secret", "ca_secret", "network") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"external database needs {', '.join(missing)}")
+        return self
+
+
+class Fhir(Strict):
+    replicas: int = Field(default=1, ge=1, le=20)
+    validation_fr_core: bool = Field(default=True, description="FHIR-04: validate incoming resources against FR Core")
+    terminology_server: HttpsUrl = Field(default=ANS_TERMINOLOGY_SERVER, description="FHIR-02")
+    annuaire_api_key_secret: SecretName = Field(default="annuaire-sante-api-key", description="FHIR-03: Secret with key api-key")
+    ins_systems: list[str] = Field(
+        default_factory=lambda: [INS_SYSTEMS["NIR"], INS_SYSTEMS["NIA"]], min_length=1, description="INS-02 systems accepted"
+    )
+    database: Database = Field(default_factory=Database)
+    memory: Size = "2Gi"
+
+    @model_validator(mode="after")
+    def _ins(self) -> "Fhir":
+        unknown = sorted(set(self.ins_systems) - set(INS_SYSTEMS.values()))
+        if unknown:
+            raise ValueError(f"INS-02: unknown INS identifier system(s): {', '.join(unknown)}")
+        return self
+
+
+class Relay(Strict):
+    replicas: int = Field(default=1, ge=1, le=10)
+    hostname: Host
+    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
+    authorized_domains: list[Host] = Field(min_length=1, description="MSS-05: authorized MSSanté domains")
+    domain_list_url: HttpsUrl = Field(
+        default="https://annuaire.sante.fr/web/site-pro/extractions-mss", description="MSS-05: ANS list of domains"
+    )
+    refresh_schedule: str = Field(default="17 4 * * *", pattern=_CRON.pattern)
+    require_client_certificate: bool = Field(default=True, description="MSS-06: application mailboxes use the organisation certificate")
+    next_hop: str | None = Field(default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
+    queue_size: Size = "5Gi"
+    mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
+
+
+class AuditLog(Strict):
+    retention_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, description="TRACE-01/MSS-07, floor 183")
+    storage_size: Size = "50Gi"
+    seal_schedule: str = Field(default="5 0 * * *", pattern=_CRON.pattern)
+
+
+class Params(Strict):
+    profile: Literal["dev", "production"] = "dev"
+    organisation: Organisation
+    hosting: Hosting = Field(default_factory=Hosting)
+    storage: Storage = Field(default_factory=Storage)
+    backup: Backup = Field(default_factory=Backup)
+    images: Images = Field(default_factory=Images)
+    tls: Tls = Field(default_factory=Tls)
+    pki: Pki = Field(default_factory=Pki)
+    gateway: Gateway
+    psc: Psc
+    fhir: Fhir = Field(default_factory=Fhir)
+    relay: Relay
+    audit: AuditLog = Field(default_factory=AuditLog)
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Params":
+        hosts = [a.host for a in self.gateway.apis]
+        dup = sorted({h for h in hosts if hosts.count(h) > 1})
+        if dup:
+            raise ValueError(f"GW-03: each API needs its own host name; shared: {', '.join(dup)}")
+        names = [a.name for a in self.gateway.apis]
+        if len(set(names)) != len(names):
+            raise ValueError("API names must be unique")
+        return self
+
+    def namespace(self, block: str) -> str:
+        return f"{self.organisation.short_name}-{block}"
+
+
+def image_registry(ref: str) -> str:
+    return ref.split("/", 1)[0]
+
+
+def production_refusals(p: Params) -> list[tuple[str, str]]:
+    """(key path, message) for everything the production profile refuses; also dev-profile hard errors."""
+    out: list[tuple[str, str]] = []
+    # Checks that hold for every profile.
+    for field_name in ("gateway", "oauth2_proxy", "fhir", "postgres", "relay", "syslog", "tools"):
+        ref = getattr(p.images, field_name)
+        if image_registry(ref) not in p.images.allowed_registries:
+            out.append((f"images.{field_name}", f"K8S-05: registry {image_registry(ref)} is not in images.allowed_registries"))
+    for i, api in enumerate(p.gateway.apis):
+        if not api.requires_mtls and not api.token_validation:
+            out.append((f"gateway.apis[{i}]", f"GW-02: route '{api.name}' would have no authentication (mtls or token_validation)"))
+    if p.profile != "production":
+        return out
+
+    if PSC_SANDBOX_HOST in p.psc.issuer:
+        out.append(("psc.issuer", f"PSC-05: the Pro Santé Connect sandbox ({PSC_SANDBOX_HOST}) is refused in production"))
+    elif p.psc.issuer != PSC_PRODUCTION_ISSUER:
+        out.append(("psc.issuer", f"PSC-04: production issuer must be {PSC_PRODUCTION_ISSUER}"))
+    if p.tls.min_version in ("TLSv1", "TLSv1.1"):
+        out.append(("tls.min_version", "TLS-01: TLS below 1.2 is refused in production"))
+    for i, api in enumerate(p.gateway.apis):
+        if api.sensitivity == "sensitive" and not api.requires_mtls:
+            out.append((f"gateway.apis[{i}].mtls", f"API-01: sensitive route '{api.name}' must verify client certificates"))
+    if p.gateway.hsts_max_age < HSTS_MIN_MAX_AGE:
+        out.append(("gateway.hsts_max_age", f"TLS-03: HSTS max-age below {HSTS_MIN_MAX_AGE} is refused in production"))
+    if p.audit.retention_days < RETENTION_FLOOR_DAYS:
+        out.append(("audit.retention_days", f"TRACE-01: retention below {RETENTION_FLOOR_DAYS} days is refused in production"))
+    if p.gateway.replicas < 2:
+        out.append(("gateway.replicas", "K8S-09: stateless services need at least 2 replicas in production"))
+    if p.fhir.replicas < 2:
+        out.append(("fhir.replicas", "K8S-09: stateless services need at least 2 replicas in production"))
+    if p.fhir.database.mode == "in-cluster":
+        out.append(("fhir.database.mode", "K8S-09: a single in-cluster PostgreSQL is refused in production; use an external managed database"))
+    for i, region in enumerate(p.hosting.regions):
+        if region.country not in EEA_COUNTRIES:
+            out.append((f"hosting.regions[{i}].country", f"HDS-01: region {region.name} ({region.country}) is outside the EEA"))
+    if p.backup.enabled:
+        if p.backup.region.country not in EEA_COUNTRIES:
+            out.append(("backup.region.country", f"HDS-01: backup region {p.backup.region.name} is outside the EEA"))
+        if p.backup.region.name in {r.name for r in p.hosting.regions}:
+            out.append(("backup.region.name", "BCK-01: backups must go to a second region"))
+    else:
+        out.append(("backup.enabled", "BCK-01: backups are mandatory in production"))
+    if not p.storage.encrypted:
+        out.append(("storage.encrypted", "HDS-04: unencrypted storage is refused in production"))
+    elif p.hosting.provider_profile == "generic-csi" and not p.storage.generic_csi.encrypted:
+        out.append(("storage.generic_csi.encrypted", "HDS-04: the generic CSI profile must declare encrypted volumes"))
+    for i, system in enumerate(p.fhir.ins_systems):
+        if system in INS_NON_PRODUCTION:
+            out.append((f"fhir.ins_systems[{i}]", f"INS-02: test/demo INS system {system} is refused in production"))
+    if p.pki.mode == "demo":
+        out.append(("pki.mode", "PKI-01: the demo PKI is refused in production; provide IGC-Santé certificates"))
+    if not p.fhir.validation_fr_core:
+        out.append(("fhir.validation_fr_core", "FHIR-04: FR Core validation must be on in production"))
+    if not p.relay.require_client_certificate:
+        out.append(("relay.require_client_certificate", "MSS-06: application mailboxes must use the organisation certificate"))
+    if p.hosting.provider_profile == "ceph-rbd":
+        for key in ("cluster_id", "pool", "kms_id"):
+            if not getattr(p.storage.ceph_rbd, key):
+                out.append((f"storage.ceph_rbd.{key}", "HDS-04: required by the ceph-rbd profile"))
+    if p.hosting.provider_profile == "generic-csi" and p.storage.generic_csi.provisioner.endswith(".invalid"):
+        out.append(("storage.generic_csi.provisioner", "HDS-04: name the real CSI driver of the cluster"))
+    return out

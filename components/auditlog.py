@@ -1,0 +1,166 @@
+"""Audit log: rsyslog aggregator over mutual TLS, JSON lines on an encrypted volume, sealed SHA-256 chain."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import BaseModel, ConfigDict, Field
+
+from socle.constants import RETENTION_FLOOR_DAYS, TLS12_AEAD_SUITES, TLS13_SUITES
+
+from .common import (
+    ANN_REQUIREMENTS,
+    LABEL_DATA,
+    child,
+    config_volume,
+    container_security,
+    empty_dir,
+    hashed_name,
+    labels,
+    pod_security,
+    region_affinity,
+    render_template,
+    resources_spec,
+    secret_volume,
+    selector,
+)
+
+SYSLOG_TLS_PORT = 6514
+DATA_DIR = "/var/lib/socle/audit"
+
+
+class AuditLogArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kit_version: str
+    namespace: str
+    image: str
+    tools_image: str
+    retention_days: int = Field(ge=1)
+    storage_class: str
+    storage_size: str = "50Gi"
+    server_secret: str
+    region_label: str
+    regions: Sequence[str]
+    seal_interval_seconds: int = 3600
+    protect: bool = False
+    service_account: str = "auditlog"
+
+
+def aggregator_conf(kit_version: str, *, listen_address: str = "0.0.0.0", port: int = SYSLOG_TLS_PORT,
+                    paths: dict[str, str] | None = None) -> str:
+    return render_template(
+        "rsyslog-aggregator.conf.j2",
+        kit_version=kit_version,
+        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/server", "server_tls": "/etc/socle/tls/server",
+               "data": DATA_DIR, **(paths or {})},
+        listen_address=listen_address,
+        port=port,
+        tls12_ciphers=":".join(TLS12_AEAD_SUITES),
+        tls13_ciphers=":".join(TLS13_SUITES),
+    )
+
+
+def seal_script(kit_version: str, retention_days: int, data_dir: str = DATA_DIR) -> str:
+    return render_template("seal.sh.j2", kit_version=kit_version, retention_days=retention_days, data_dir=data_dir)
+
+
+class AuditLog(pulumi.ComponentResource):
+    def __init__(self, name: str, args: AuditLogArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("socle:trace:AuditLog", name, None, opts)
+        ns = args.namespace
+        if args.retention_days < 1:
+            raise ValueError("retention_days must be positive")
+        conf = {"rsyslog.conf": aggregator_conf(args.kit_version)}
+        conf_name = hashed_name("rsyslog-aggregator", conf)
+        seal = {"seal.sh": seal_script(args.kit_version, args.retention_days)}
+        seal_name = hashed_name("audit-seal", seal)
+        lbl = labels("auditlog", "rsyslog", ns, {LABEL_DATA: "true"})
+        sel = selector("rsyslog", ns)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-rsyslog-config",
+            metadata={"name": conf_name, "namespace": ns, "labels": lbl,
+                      "annotations": {ANN_REQUIREMENTS: "TRACE-02 TRACE-04 TRACE-05",
+                                      "socle.esante.fr/retention-days": str(args.retention_days),
+                                      "socle.esante.fr/retention-floor-days": str(RETENTION_FLOOR_DAYS)}},
+            data=conf,
+            opts=child(self),
+        )
+        k8s.core.v1.ConfigMap(
+            f"{ns}-audit-seal",
+            metadata={"name": seal_name, "namespace": ns, "labels": lbl,
+                      "annotations": {ANN_REQUIREMENTS: "TRACE-01 TRACE-04",
+                                      "socle.esante.fr/retention-days": str(args.retention_days)}},
+            data=seal,
+            opts=child(self),
+        )
+        rsyslog = {
+            "name": "rsyslog",
+            "image": args.image,
+            "args": ["rsyslogd", "-n", "-f", "/etc/socle/rsyslog/rsyslog.conf", "-i", "/var/spool/rsyslog/rsyslogd.pid"],
+            "ports": [{"name": "syslog-tls", "containerPort": SYSLOG_TLS_PORT, "protocol": "TCP"}],
+            "securityContext": container_security(run_as_user=10514),
+            "resources": resources_spec("100m", "128Mi", "1", "512Mi"),
+            "readinessProbe": {"tcpSocket": {"port": SYSLOG_TLS_PORT}, "periodSeconds": 10},
+            "livenessProbe": {"tcpSocket": {"port": SYSLOG_TLS_PORT}, "periodSeconds": 30},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/socle/rsyslog", "readOnly": True},
+                {"name": "data", "mountPath": DATA_DIR},
+                {"name": "spool", "mountPath": "/var/spool/rsyslog"},
+                {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},
+            ],
+        }
+        sealer = {
+            "name": "seal",
+            "image": args.tools_image,
+            "command": ["sh", "-c", f"while true; do sh /etc/socle/seal/seal.sh {DATA_DIR}; sleep {args.seal_interval_seconds}; done"],
+            "securityContext": container_security(run_as_user=10514),
+            "resources": resources_spec("10m", "16Mi", "200m", "64Mi"),
+            "volumeMounts": [
+                {"name": "seal", "mountPath": "/etc/socle/seal", "readOnly": True},
+                {"name": "data", "mountPath": DATA_DIR},
+            ],
+        }
+        k8s.apps.v1.StatefulSet(
+            f"{ns}-rsyslog",
+            metadata={"name": "rsyslog", "namespace": ns, "labels": lbl},
+            spec={
+                "serviceName": "rsyslog",
+                "replicas": 1,
+                "selector": {"matchLabels": sel},
+                "podManagementPolicy": "OrderedReady",
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "serviceAccountName": args.service_account,
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(fs_group=10514),
+                        "containers": [rsyslog, sealer],
+                        "volumes": [
+                            config_volume("config", conf_name),
+                            config_volume("seal", seal_name),
+                            empty_dir("spool", "512Mi"),
+                            secret_volume("server-tls", args.server_secret),
+                        ],
+                        "affinity": region_affinity(args.region_label, args.regions),
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data", "labels": {LABEL_DATA: "true"}},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
+                                 "resources": {"requests": {"storage": args.storage_size}}},
+                    }
+                ],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            },
+            opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-rsyslog-svc",
+            metadata={"name": "rsyslog", "namespace": ns, "labels": lbl},
+            spec={"type": "ClusterIP", "selector": sel,
+                  "ports": [{"name": "syslog-tls", "port": SYSLOG_TLS_PORT, "targetPort": "syslog-tls", "protocol": "TCP"}]},
+            opts=child(self),
+        )
+        self.register_outputs({"endpoint": f"rsyslog.{ns}.svc.cluster.local:{SYSLOG_TLS_PORT}"})

@@ -1,0 +1,260 @@
+"""Shared building pieces for the components: labels, hardened pod specs, hashed ConfigMaps, templates.
+
+Every helper returns plain dicts (camelCase, as the Kubernetes API writes them) so that components stay
+small and the same shape reaches Pulumi, the offline render and the audit controls.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
+import pulumi
+import pulumi_kubernetes as k8s
+
+KIT = "socle"
+LABEL_PREFIX = "socle.esante.fr"
+PART_OF = "app.kubernetes.io/part-of"
+COMPONENT = "app.kubernetes.io/component"
+NAME = "app.kubernetes.io/name"
+INSTANCE = "app.kubernetes.io/instance"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+
+# Annotations and labels read by the audit controls (socle/controls): keep them stable.
+ANN_SENSITIVITY = f"{LABEL_PREFIX}/sensitivity"
+ANN_OWNER = f"{LABEL_PREFIX}/owner-group"
+ANN_REQUIREMENTS = f"{LABEL_PREFIX}/requirements"
+ANN_PSS_EXCEPTION = f"{LABEL_PREFIX}/pod-security-exception"
+LABEL_BLOCK = f"{LABEL_PREFIX}/block"
+LABEL_DATA = f"{LABEL_PREFIX}/health-data"
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("components", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render a config-file template shipped in components/templates (StrictUndefined: a missing key fails)."""
+    return _env.get_template(name).render(**context)
+
+
+def template_names() -> list[str]:
+    return sorted(p.name for p in resources.files("components").joinpath("templates").iterdir() if p.name.endswith(".j2"))
+
+
+def content_hash(data: Mapping[str, str], length: int = 10) -> str:
+    digest = hashlib.sha256(json.dumps(dict(sorted(data.items())), sort_keys=True).encode()).hexdigest()
+    return digest[:length]
+
+
+def hashed_name(base: str, data: Mapping[str, str]) -> str:
+    """kustomize-style name suffix: deterministic, and a content change rolls the pods that mount it."""
+    return f"{base}-{content_hash(data)}"
+
+
+def labels(block: str, name: str, instance: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    out = {
+        NAME: name,
+        INSTANCE: instance,
+        COMPONENT: block,
+        PART_OF: KIT,
+        MANAGED_BY: "pulumi",
+        LABEL_BLOCK: block,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def selector(name: str, instance: str) -> dict[str, str]:
+    return {NAME: name, INSTANCE: instance}
+
+
+def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **kwargs)
+
+
+# --- hardened containers -------------------------------------------------------------------------
+
+def container_security(
+    run_as_user: int | None = None,
+    add_caps: Sequence[str] = (),
+    read_only: bool = True,
+    non_root: bool = True,
+) -> dict[str, Any]:
+    ctx: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": read_only,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if add_caps:
+        ctx["capabilities"]["add"] = list(add_caps)
+    if non_root:
+        ctx["runAsNonRoot"] = True
+        if run_as_user is not None:
+            ctx["runAsUser"] = run_as_user
+            ctx["runAsGroup"] = run_as_user
+    return ctx
+
+
+def pod_security(fs_group: int | None = None, non_root: bool = True) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if non_root:
+        ctx["runAsNonRoot"] = True
+    if fs_group is not None:
+        ctx["fsGroup"] = fs_group
+        ctx["fsGroupChangePolicy"] = "OnRootMismatch"
+    return ctx
+
+
+def resources_spec(requests_cpu: str, requests_mem: str, limits_cpu: str, limits_mem: str) -> dict[str, Any]:
+    return {
+        "requests": {"cpu": requests_cpu, "memory": requests_mem},
+        "limits": {"cpu": limits_cpu, "memory": limits_mem},
+    }
+
+
+def empty_dir(name: str, size: str = "64Mi", memory: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"sizeLimit": size}
+    if memory:
+        spec["medium"] = "Memory"
+    return {"name": name, "emptyDir": spec}
+
+
+def config_volume(name: str, config_map: str, items: Iterable[tuple[str, str]] | None = None) -> dict[str, Any]:
+    vol: dict[str, Any] = {"name": name, "configMap": {"name": config_map, "defaultMode": 0o444}}
+    if items is not None:
+        vol["configMap"]["items"] = [{"key": k, "path": p} for k, p in items]
+    return vol
+
+
+def secret_volume(name: str, secret: str, mode: int = 0o440, items: Iterable[tuple[str, str]] | None = None) -> dict[str, Any]:
+    vol: dict[str, Any] = {"name": name, "secret": {"secretName": secret, "defaultMode": mode}}
+    if items is not None:
+        vol["secret"]["items"] = [{"key": k, "path": p} for k, p in items]
+    return vol
+
+
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def region_affinity(region_label: str, regions: Sequence[str]) -> dict[str, Any]:
+    """HDS-01: stateful workloads only on nodes of the allowed regions."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": region_label, "operator": "In", "values": sorted(regions)}]}
+                ]
+            }
+        }
+    }
+
+
+def zone_spread(sel: Mapping[str, str], zone_label: str = "topology.kubernetes.io/zone") -> list[dict[str, Any]]:
+    """K8S-09: spread replicas across zones (ScheduleAnyway keeps single-zone dev clusters schedulable)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": zone_label,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": dict(sel)},
+        }
+    ]
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A network flow the blueprint declares; the zone turns flows into NetworkPolicies (K8S-02)."""
+
+    name: str
+    pod_selector: Mapping[str, str]
+    direction: str  # "ingress" | "egress"
+    ports: Sequence[tuple[str, int]]  # (protocol, port)
+    peer_namespace: str | None = None  # None with peer_cidrs -> external
+    peer_pods: Mapping[str, str] | None = None
+    peer_cidrs: Sequence[str] = field(default_factory=tuple)
+    peer_cidrs_except: Sequence[str] = field(default_factory=tuple)
+
+
+def ns_selector(namespace: str) -> dict[str, Any]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+
+
+def pdb(name: str, namespace: str, sel: Mapping[str, str], lbl: Mapping[str, str], parent: pulumi.Resource, min_available: int = 1):
+    return k8s.policy.v1.PodDisruptionBudget(
+        f"{namespace}-{name}-pdb",
+        metadata={"name": name, "namespace": namespace, "labels": dict(lbl)},
+        spec={"minAvailable": min_available, "selector": {"matchLabels": dict(sel)}},
+        opts=child(parent),
+    )
+
+
+# --- log forwarding sidecar (TRACE-01, TRACE-05) ---------------------------------------------------
+
+FORWARDER_UDP_PORT = 5140
+
+
+@dataclass(frozen=True)
+class AuditTarget:
+    host: str  # service DNS name, also the name in the aggregator's certificate
+    port: int
+    client_secret: str  # Secret with tls.crt/tls.key/ca.crt of the internal CA
+
+
+def forwarder_config(kit_version: str, source: str, target: AuditTarget, files: Sequence[Mapping[str, str]] = ()) -> str:
+    return render_template(
+        "rsyslog-forwarder.conf.j2",
+        kit_version=kit_version,
+        source=source,
+        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/audit-client", "client_tls": "/etc/socle/tls/audit-client"},
+        udp_port=FORWARDER_UDP_PORT,
+        files=list(files),
+        target_host=target.host,
+        target_port=target.port,
+        # The aggregator's certificate name is checked (x509/name).
+    )
+
+
+def forwarder_sidecar(image: str, config_map: str, target: AuditTarget, extra_mounts: Sequence[Mapping[str, Any]] = ()) -> tuple[dict, list[dict]]:
+    container = {
+        "name": "log-forwarder",
+        "image": image,
+        "args": ["rsyslogd", "-n", "-f", "/etc/socle/rsyslog/rsyslog.conf", "-i", "/var/spool/rsyslog/rsyslogd.pid"],
+        "securityContext": container_security(run_as_user=10514),
+        "resources": resources_spec("20m", "32Mi", "200m", "128Mi"),
+        "volumeMounts": [
+            {"name": "forwarder-config", "mountPath": "/etc/socle/rsyslog", "readOnly": True},
+            {"name": "forwarder-spool", "mountPath": "/var/spool/rsyslog"},
+            {"name": "audit-client-tls", "mountPath": "/etc/socle/tls/audit-client", "readOnly": True},
+            *[dict(m) for m in extra_mounts],
+        ],
+    }
+    volumes = [
+        config_volume("forwarder-config", config_map),
+        empty_dir("forwarder-spool", "300Mi"),
+        secret_volume("audit-client-tls", target.client_secret),
+    ]
+    return container, volumes
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """A custom-resource object whose fields sit at the top level (e.g. VolumeSnapshotClass: driver,
+    deletionPolicy), which `apiextensions.CustomResource` (spec only) cannot express. Registered with the
+    Kubernetes provider under the same type token the provider uses for any CRD object."""
+
+    def __init__(self, resource_name: str, api_version: str, kind: str, metadata: Mapping[str, Any],
+                 fields: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
+        props = {"apiVersion": api_version, "kind": kind, "metadata": dict(metadata), **dict(fields)}
+        super().__init__(f"kubernetes:{api_version}:{kind}", resource_name, props, opts)

@@ -1,0 +1,316 @@
+"""FHIR store: HAPI FHIR JPA server (FHIR R4) with PostgreSQL, in-cluster (dev) or external (production)."""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import BaseModel, ConfigDict, Field
+
+from socle.constants import ANNUAIRE_SANTE_FHIR, FHIR_VERSION, TLS12_AEAD_SUITES
+
+from .common import (
+    ANN_REQUIREMENTS,
+    FORWARDER_UDP_PORT,
+    LABEL_DATA,
+    AuditTarget,
+    child,
+    config_volume,
+    container_security,
+    empty_dir,
+    forwarder_config,
+    forwarder_sidecar,
+    hashed_name,
+    labels,
+    pdb,
+    pod_security,
+    region_affinity,
+    render_template,
+    resources_spec,
+    secret_env,
+    secret_volume,
+    selector,
+    zone_spread,
+)
+
+HAPI_PORT = 8080
+PG_PORT = 5432
+FR_CORE_VERSION = "2.1.0"
+
+
+class DatabaseArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mode: Literal["in-cluster", "external"]
+    host: str | None = None
+    port: int = PG_PORT
+    name: str = "hapi"
+    user: str = "hapi"
+    credentials_secret: str | None = None  # external: existing Secret (username, password)
+    ca_secret: str | None = None  # Secret with ca.crt of the database server
+    server_secret: str | None = None  # in-cluster: tls.crt/tls.key of the PostgreSQL server
+    storage_class: str | None = None
+    storage_size: str = "20Gi"
+    image: str | None = None
+
+
+class FhirArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    kit_version: str
+    namespace: str
+    image: str
+    syslog_image: str
+    replicas: int = Field(ge=1)
+    public_host: str
+    validation: bool
+    terminology_server: str
+    annuaire_api_key_secret: str
+    ins_systems: Sequence[str]
+    database: DatabaseArgs
+    memory: str = "2Gi"
+    region_label: str
+    regions: Sequence[str]
+    audit: AuditTarget
+    client_network: str = "0.0.0.0/0"
+    protect: bool = False
+    service_account: str = "fhir"
+    database_service_account: str = "postgres"
+
+
+def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[str, str] | None = None) -> str:
+    db = args.database
+    return render_template(
+        "application.yaml.j2",
+        kit_version=args.kit_version,
+        port=HAPI_PORT,
+        db={"host": db_host or database_host(args), "port": db.port, "name": db.name},
+        paths={"db_ca": "/etc/socle/tls/db-ca", **(paths or {})},
+        fhir_version=FHIR_VERSION,
+        public_host=args.public_host,
+        cors_origins=[f"https://{args.public_host}"],
+        terminology_server=args.terminology_server,
+        fr_core_version=FR_CORE_VERSION,
+        validation=args.validation,
+        ins_systems=list(args.ins_systems),
+        annuaire_url=ANNUAIRE_SANTE_FHIR,
+    )
+
+
+def database_host(args: FhirArgs) -> str:
+    if args.database.mode == "external":
+        assert args.database.host
+        return args.database.host
+    return f"postgres.{args.namespace}.svc.cluster.local"
+
+
+def postgresql_conf(kit_version: str, *, listen_addresses: str = "*", port: int = PG_PORT, paths: dict[str, str] | None = None) -> str:
+    return render_template(
+        "postgresql.conf.j2",
+        kit_version=kit_version,
+        listen_addresses=listen_addresses,
+        port=port,
+        paths={"socket": "/var/run/postgresql", "server_tls": "/etc/socle/tls/server", **(paths or {})},
+        tls12_ciphers=":".join(TLS12_AEAD_SUITES),
+    )
+
+
+def pg_hba_conf(kit_version: str, database: str, user: str, client_network: str) -> str:
+    return render_template("pg_hba.conf.j2", kit_version=kit_version, database=database, user=user, client_network=client_network)
+
+
+class FhirStore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: FhirArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("socle:fhir:FhirStore", name, None, opts)
+        ns = args.namespace
+        db = args.database
+
+        # --- database ------------------------------------------------------------------------------
+        if db.mode == "in-cluster":
+            password = random.RandomPassword(f"{ns}-db-password", length=32, special=False, opts=child(self))
+            creds_secret = "postgres-credentials"
+            k8s.core.v1.Secret(
+                f"{ns}-db-credentials",
+                metadata={"name": creds_secret, "namespace": ns, "labels": labels("fhir", "postgres", ns)},
+                type="kubernetes.io/basic-auth",
+                string_data={"username": db.user, "password": password.result},
+                opts=child(self),
+            )
+            self._postgres(args, creds_secret)
+        else:
+            assert db.credentials_secret
+            creds_secret = db.credentials_secret
+
+        # --- HAPI FHIR -----------------------------------------------------------------------------
+        app = {
+            "application.yaml": application_yaml(args),
+            "logback.xml": render_template("logback.xml.j2", kit_version=args.kit_version, udp_port=FORWARDER_UDP_PORT),
+        }
+        app_name = hashed_name("hapi-fhir", app)
+        lbl = labels("fhir", "hapi-fhir", ns, {LABEL_DATA: "true"})
+        sel = selector("hapi-fhir", ns)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-hapi-config",
+            metadata={"name": app_name, "namespace": ns, "labels": lbl,
+                      "annotations": {ANN_REQUIREMENTS: "FHIR-01 FHIR-02 FHIR-04 INS-01 INS-02 TRACE-01 TRACE-03"}},
+            data=app,
+            opts=child(self),
+        )
+        fwd = {"rsyslog.conf": forwarder_config(args.kit_version, "fhir", args.audit)}
+        fwd_name = hashed_name("fhir-log-forwarder", fwd)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-fhir-forwarder",
+            metadata={"name": fwd_name, "namespace": ns, "labels": lbl},
+            data=fwd,
+            opts=child(self),
+        )
+        sidecar, sidecar_volumes = forwarder_sidecar(args.syslog_image, fwd_name, args.audit)
+        db_ca_secret = db.ca_secret or "postgres-server-tls"
+        hapi = {
+            "name": "hapi-fhir",
+            "image": args.image,
+            "env": [
+                {"name": "SPRING_CONFIG_LOCATION", "value": "file:///etc/socle/hapi/application.yaml"},
+                {"name": "LOGGING_CONFIG", "value": "/etc/socle/hapi/logback.xml"},
+                {"name": "JAVA_TOOL_OPTIONS", "value": "-Djava.io.tmpdir=/tmp -XX:MaxRAMPercentage=75"},
+                secret_env("DB_USERNAME", creds_secret, "username"),
+                secret_env("DB_PASSWORD", creds_secret, "password"),
+                # FHIR-03: the Annuaire Santé key only from a Secret.
+                secret_env("ESANTE_API_KEY", args.annuaire_api_key_secret, "api-key"),
+            ],
+            "ports": [{"name": "http", "containerPort": HAPI_PORT, "protocol": "TCP"}],
+            "securityContext": container_security(run_as_user=65532),
+            "resources": resources_spec("500m", args.memory, "2", args.memory),
+            "startupProbe": {"httpGet": {"path": "/fhir/metadata", "port": HAPI_PORT}, "periodSeconds": 10, "failureThreshold": 60},
+            "readinessProbe": {"httpGet": {"path": "/fhir/metadata", "port": HAPI_PORT}, "periodSeconds": 15, "timeoutSeconds": 5},
+            "livenessProbe": {"httpGet": {"path": "/actuator/health", "port": HAPI_PORT}, "periodSeconds": 30, "timeoutSeconds": 5},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/socle/hapi", "readOnly": True},
+                {"name": "db-ca", "mountPath": "/etc/socle/tls/db-ca", "readOnly": True},
+                {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "cache", "mountPath": "/app/target"},
+            ],
+        }
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{ns}-hapi-fhir",
+            metadata={"name": "hapi-fhir", "namespace": ns, "labels": lbl},
+            spec={
+                "replicas": args.replicas,
+                "selector": {"matchLabels": sel},
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "serviceAccountName": args.service_account,
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(fs_group=65532),
+                        "containers": [hapi, sidecar],
+                        "volumes": [
+                            config_volume("config", app_name),
+                            secret_volume("db-ca", db_ca_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
+                            empty_dir("tmp", "1Gi"),
+                            empty_dir("cache", "1Gi"),
+                            *sidecar_volumes,
+                        ],
+                        "affinity": region_affinity(args.region_label, args.regions),
+                        "topologySpreadConstraints": zone_spread(sel),
+                    },
+                },
+            },
+            opts=child(self),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-hapi-fhir-svc",
+            metadata={"name": "hapi-fhir", "namespace": ns, "labels": lbl},
+            spec={"type": "ClusterIP", "selector": sel,
+                  "ports": [{"name": "http", "port": HAPI_PORT, "targetPort": "http", "protocol": "TCP"}]},
+            opts=child(self),
+        )
+        if args.replicas >= 2:
+            pdb("hapi-fhir", ns, sel, lbl, self)
+        self.register_outputs({"service": f"hapi-fhir.{ns}.svc.cluster.local"})
+
+    def _postgres(self, args: FhirArgs, creds_secret: str) -> None:
+        ns = args.namespace
+        db = args.database
+        assert db.image and db.server_secret and db.storage_class
+        conf = {
+            "postgresql.conf": postgresql_conf(args.kit_version),
+            "pg_hba.conf": pg_hba_conf(args.kit_version, db.name, db.user, args.client_network),
+        }
+        conf_name = hashed_name("postgres", conf)
+        lbl = labels("fhir", "postgres", ns, {LABEL_DATA: "true"})
+        sel = selector("postgres", ns)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-postgres-config",
+            metadata={"name": conf_name, "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: "TLS-01 TLS-02 K8S-08"}},
+            data=conf,
+            opts=child(self),
+        )
+        container = {
+            "name": "postgres",
+            "image": db.image,
+            "args": ["postgres", "-c", "config_file=/etc/socle/postgres/postgresql.conf", "-c", "hba_file=/etc/socle/postgres/pg_hba.conf"],
+            "env": [
+                {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                {"name": "POSTGRES_DB", "value": db.name},
+                secret_env("POSTGRES_USER", creds_secret, "username"),
+                secret_env("POSTGRES_PASSWORD", creds_secret, "password"),
+                {"name": "POSTGRES_INITDB_ARGS", "value": "--auth-local=scram-sha-256 --auth-host=scram-sha-256"},
+            ],
+            "ports": [{"name": "postgres", "containerPort": PG_PORT, "protocol": "TCP"}],
+            "securityContext": container_security(run_as_user=70),
+            "resources": resources_spec("250m", "512Mi", "1", "1Gi"),
+            "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "/var/run/postgresql", "-p", str(PG_PORT)]}, "periodSeconds": 10},
+            "livenessProbe": {"exec": {"command": ["pg_isready", "-h", "/var/run/postgresql", "-p", str(PG_PORT)]}, "periodSeconds": 30},
+            "volumeMounts": [
+                {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                {"name": "config", "mountPath": "/etc/socle/postgres", "readOnly": True},
+                {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},
+                {"name": "run", "mountPath": "/var/run/postgresql"},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+        k8s.apps.v1.StatefulSet(
+            f"{ns}-postgres",
+            metadata={"name": "postgres", "namespace": ns, "labels": lbl},
+            spec={
+                "serviceName": "postgres",
+                "replicas": 1,
+                "selector": {"matchLabels": sel},
+                "podManagementPolicy": "OrderedReady",
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "serviceAccountName": args.database_service_account,
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(fs_group=70),
+                        "containers": [container],
+                        "volumes": [
+                            config_volume("config", conf_name),
+                            secret_volume("server-tls", db.server_secret, mode=0o440, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
+                            empty_dir("run", "1Mi"),
+                            empty_dir("tmp", "256Mi"),
+                        ],
+                        "affinity": region_affinity(args.region_label, args.regions),
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data", "labels": {LABEL_DATA: "true"}},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": db.storage_class,
+                            "resources": {"requests": {"storage": db.storage_size}},
+                        },
+                    }
+                ],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            },
+            opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-postgres-svc",
+            metadata={"name": "postgres", "namespace": ns, "labels": lbl},
+            spec={"type": "ClusterIP", "selector": sel,
+                  "ports": [{"name": "postgres", "port": PG_PORT, "targetPort": "postgres", "protocol": "TCP"}]},
+            opts=child(self),
+        )

@@ -1,0 +1,316 @@
+"""API gateway: NGINX (unprivileged) as the only entry point, oauth2-proxy for Pro Santé Connect tokens."""
+from __future__ import annotations
+
+import json
+from typing import Literal, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import BaseModel, ConfigDict, Field
+
+from socle.constants import PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
+
+from .common import (
+    ANN_OWNER,
+    ANN_REQUIREMENTS,
+    ANN_SENSITIVITY,
+    FORWARDER_UDP_PORT,
+    AuditTarget,
+    child,
+    config_volume,
+    container_security,
+    empty_dir,
+    forwarder_config,
+    forwarder_sidecar,
+    hashed_name,
+    labels,
+    pdb,
+    pod_security,
+    render_template,
+    resources_spec,
+    secret_env,
+    secret_volume,
+    selector,
+    zone_spread,
+)
+
+HTTP_PORT = 8080
+HTTPS_PORT = 8443
+OAUTH2_PORT = 4180
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    host: str
+    owner_group: str
+    sensitivity: Literal["public", "restricted", "sensitive"]
+    mtls: bool
+    token_validation: bool
+    upstream: str  # http://service.namespace.svc:port
+    rate_per_second: int = 100
+    burst: int = 200
+    max_body: str = "10m"
+
+
+class GatewayArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    kit_version: str
+    organisation: str
+    namespace: str
+    image: str
+    oauth2_proxy_image: str
+    syslog_image: str
+    replicas: int = Field(ge=1)
+    routes: Sequence[Route]
+    hsts_max_age: int
+    tls_min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
+    server_secret: str
+    trust_bundle_secret: str
+    crl_secret: str
+    psc_issuer: str
+    psc_client_id: str
+    psc_client_secret: str
+    psc_redirect_host: str
+    session_lifetime: str = "8h"
+    audit: AuditTarget
+    service_account: str = "gateway"
+    oauth2_service_account: str = "oauth2-proxy"
+
+
+def tls_protocols(min_version: str) -> str:
+    return " ".join(TLS_VERSIONS[TLS_VERSIONS.index(min_version):])
+
+
+def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen_address: str = "",
+               http_port: int = HTTP_PORT, https_port: int = HTTPS_PORT, auth_upstream: str | None = None,
+               access_logs: Sequence[str] | None = None, error_log: str = "stderr", upstreams: dict[str, str] | None = None) -> str:
+    """nginx.conf for the gateway; paths and ports are parameters so the local harness runs the same file."""
+    p = {
+        "run": "/var/run/socle",
+        "cache": "/var/cache/nginx",
+        "server_tls": "/etc/socle/tls/server",
+        "trust_bundle": "/etc/socle/tls/trust",
+        "crl": "/etc/socle/tls/crl",
+    }
+    p.update(paths or {})
+    routes = [r.model_copy(update={"upstream": (upstreams or {}).get(r.name, r.upstream)}) for r in args.routes]
+    return render_template(
+        "nginx.conf.j2",
+        kit_version=args.kit_version,
+        organisation=args.organisation,
+        worker_processes="auto",
+        paths=p,
+        error_log=error_log,
+        access_logs=list(access_logs) if access_logs is not None else [
+            "/dev/stdout",
+            f"syslog:server=127.0.0.1:{FORWARDER_UDP_PORT},facility=local6,tag=gateway,severity=info",
+        ],
+        tls_protocols=tls_protocols(args.tls_min_version),
+        tls12_ciphers=":".join(TLS12_AEAD_SUITES),
+        tls13_ciphers=":".join(TLS13_SUITES),
+        listen_address=listen_address,
+        http_port=http_port,
+        https_port=https_port,
+        hsts_max_age=args.hsts_max_age,
+        auth_upstream=auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}",
+        apis=routes,
+    )
+
+
+def oauth2_proxy_cfg(args: GatewayArgs, *, listen: str = f"0.0.0.0:{OAUTH2_PORT}", paths: dict[str, str] | None = None) -> str:
+    return render_template(
+        "oauth2-proxy.cfg.j2",
+        kit_version=args.kit_version,
+        listen=listen,
+        issuer=args.psc_issuer,
+        client_id=args.psc_client_id,
+        paths={"client_secret": "/etc/socle/psc", **(paths or {})},
+        scope=PSC_SCOPE,
+        acr=PSC_ACR,
+        redirect_host=args.psc_redirect_host,
+        session_lifetime=args.session_lifetime,
+    )
+
+
+def route_index(routes: Sequence[Route]) -> str:
+    """Machine-readable route list carried as an annotation (GW-01, API-01, GW-03 evidence)."""
+    return json.dumps(
+        [
+            {"name": r.name, "host": r.host, "owner": r.owner_group, "sensitivity": r.sensitivity,
+             "mtls": r.mtls, "token_validation": r.token_validation}
+            for r in routes
+        ],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+class Gateway(pulumi.ComponentResource):
+    def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("socle:gateway:Gateway", name, None, opts)
+        ns = args.namespace
+        production = args.replicas >= 2
+
+        # --- nginx -------------------------------------------------------------------------------
+        conf = {"nginx.conf": nginx_conf(args)}
+        conf_name = hashed_name("gateway-nginx", conf)
+        gw_labels = labels("gateway", "gateway", ns)
+        gw_sel = selector("gateway", ns)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-gateway-nginx",
+            metadata={
+                "name": conf_name, "namespace": ns, "labels": gw_labels,
+                "annotations": {f"socle.esante.fr/routes": route_index(args.routes), ANN_REQUIREMENTS: "TLS-01 TLS-02 TLS-03 API-01 GW-01 GW-03 GW-04 GW-05 GW-06"},
+            },
+            data=conf,
+            opts=child(self),
+        )
+        fwd = {"rsyslog.conf": forwarder_config(args.kit_version, "gateway", args.audit)}
+        fwd_name = hashed_name("gateway-log-forwarder", fwd)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-gateway-forwarder",
+            metadata={"name": fwd_name, "namespace": ns, "labels": gw_labels},
+            data=fwd,
+            opts=child(self),
+        )
+        sidecar, sidecar_volumes = forwarder_sidecar(args.syslog_image, fwd_name, args.audit)
+        nginx = {
+            "name": "nginx",
+            "image": args.image,
+            "args": ["nginx", "-c", "/etc/socle/nginx/nginx.conf", "-g", "daemon off;"],
+            "ports": [
+                {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+                {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
+            ],
+            "securityContext": container_security(run_as_user=101),
+            "resources": resources_spec("100m", "128Mi", "1", "256Mi"),
+            "readinessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 10},
+            "livenessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 20, "failureThreshold": 3},
+            "volumeMounts": [
+                {"name": "nginx-config", "mountPath": "/etc/socle/nginx", "readOnly": True},
+                {"name": "run", "mountPath": "/var/run/socle"},
+                {"name": "cache", "mountPath": "/var/cache/nginx"},
+                {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},
+                {"name": "trust-bundle", "mountPath": "/etc/socle/tls/trust", "readOnly": True},
+                {"name": "crl", "mountPath": "/etc/socle/tls/crl", "readOnly": True},
+            ],
+        }
+        volumes = [
+            config_volume("nginx-config", conf_name),
+            empty_dir("run", "1Mi"),
+            empty_dir("cache", "256Mi"),
+            secret_volume("server-tls", args.server_secret),
+            secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444),
+            secret_volume("crl", args.crl_secret, mode=0o444),
+            *sidecar_volumes,
+        ]
+        pod_spec = {
+            "serviceAccountName": args.service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security(fs_group=101),
+            "containers": [nginx, sidecar],
+            "volumes": volumes,
+            "topologySpreadConstraints": zone_spread(gw_sel),
+        }
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{ns}-gateway",
+            metadata={"name": "gateway", "namespace": ns, "labels": gw_labels},
+            spec={
+                "replicas": args.replicas,
+                "selector": {"matchLabels": gw_sel},
+                "template": {"metadata": {"labels": gw_labels}, "spec": pod_spec},
+            },
+            opts=child(self),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-gateway-svc",
+            metadata={
+                "name": "gateway", "namespace": ns, "labels": gw_labels,
+                "annotations": {ANN_REQUIREMENTS: "K8S-07 TLS-03"},
+            },
+            spec={
+                "type": args.service_type,
+                "selector": gw_sel,
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+                    {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
+                ],
+                **({"externalTrafficPolicy": "Local"} if args.service_type == "LoadBalancer" else {}),
+            },
+            opts=child(self),
+        )
+
+        # --- oauth2-proxy (Pro Santé Connect) -----------------------------------------------------
+        cookie = random.RandomPassword(f"{ns}-oauth2-cookie-secret", length=32, special=False, opts=child(self))
+        cookie_secret_name = "oauth2-proxy-cookie"
+        k8s.core.v1.Secret(
+            f"{ns}-oauth2-cookie",
+            metadata={"name": cookie_secret_name, "namespace": ns, "labels": labels("gateway", "oauth2-proxy", ns)},
+            type="Opaque",
+            string_data={"cookie-secret": cookie.result},
+            opts=child(self),
+        )
+        o2 = {"oauth2-proxy.cfg": oauth2_proxy_cfg(args)}
+        o2_name = hashed_name("oauth2-proxy", o2)
+        o2_labels = labels("gateway", "oauth2-proxy", ns)
+        o2_sel = selector("oauth2-proxy", ns)
+        k8s.core.v1.ConfigMap(
+            f"{ns}-oauth2-proxy-config",
+            metadata={"name": o2_name, "namespace": ns, "labels": o2_labels,
+                      "annotations": {ANN_REQUIREMENTS: "PSC-01 PSC-02 PSC-03 PSC-04 PSC-05 API-03 API-04"}},
+            data=o2,
+            opts=child(self),
+        )
+        o2_container = {
+            "name": "oauth2-proxy",
+            "image": args.oauth2_proxy_image,
+            "args": ["--config=/etc/socle/oauth2-proxy/oauth2-proxy.cfg"],
+            "env": [secret_env("OAUTH2_PROXY_COOKIE_SECRET", cookie_secret_name, "cookie-secret")],
+            "ports": [{"name": "http", "containerPort": OAUTH2_PORT, "protocol": "TCP"}],
+            "securityContext": container_security(run_as_user=65532),
+            "resources": resources_spec("50m", "64Mi", "500m", "128Mi"),
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": OAUTH2_PORT}, "periodSeconds": 10},
+            "livenessProbe": {"httpGet": {"path": "/ping", "port": OAUTH2_PORT}, "periodSeconds": 20},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/socle/oauth2-proxy", "readOnly": True},
+                {"name": "psc-client", "mountPath": "/etc/socle/psc", "readOnly": True},
+            ],
+        }
+        k8s.apps.v1.Deployment(
+            f"{ns}-oauth2-proxy",
+            metadata={"name": "oauth2-proxy", "namespace": ns, "labels": o2_labels},
+            spec={
+                "replicas": args.replicas,
+                "selector": {"matchLabels": o2_sel},
+                "template": {
+                    "metadata": {"labels": o2_labels},
+                    "spec": {
+                        "serviceAccountName": args.oauth2_service_account,
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(),
+                        "containers": [o2_container],
+                        "volumes": [
+                            config_volume("config", o2_name),
+                            secret_volume("psc-client", args.psc_client_secret, items=[("client-secret", "client-secret")]),
+                        ],
+                        "topologySpreadConstraints": zone_spread(o2_sel),
+                    },
+                },
+            },
+            opts=child(self),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-oauth2-proxy-svc",
+            metadata={"name": "oauth2-proxy", "namespace": ns, "labels": o2_labels},
+            spec={"type": "ClusterIP", "selector": o2_sel,
+                  "ports": [{"name": "http", "port": OAUTH2_PORT, "targetPort": "http", "protocol": "TCP"}]},
+            opts=child(self),
+        )
+        if production:
+            pdb("gateway", ns, gw_sel, gw_labels, self)
+            pdb("oauth2-proxy", ns, o2_sel, o2_labels, self)
+        self.register_outputs({"deployment": self.deployment.metadata["name"]})

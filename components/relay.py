@@ -1,0 +1,262 @@
+"""MSSanté messaging relay: Postfix with rendered main.cf/master.cf (MSS-01..07)."""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import BaseModel, ConfigDict, Field
+
+from socle.constants import MSS_TLS12_SUITES
+
+from .common import (
+    ANN_PSS_EXCEPTION,
+    ANN_REQUIREMENTS,
+    AuditTarget,
+    child,
+    config_volume,
+    container_security,
+    empty_dir,
+    forwarder_config,
+    forwarder_sidecar,
+    hashed_name,
+    labels,
+    pdb,
+    pod_security,
+    region_affinity,
+    render_template,
+    resources_spec,
+    secret_volume,
+    selector,
+)
+
+SMTP_PORT = 2525
+# Postfix's master process refuses to start unless it runs as root (checked: "the postfix command is reserved
+# for the superuser"). The relay therefore runs as root inside a user namespace (hostUsers: false: root in the
+# pod is an unprivileged user on the node), with every capability dropped but those Postfix needs to change to
+# its own users. Its namespace enforces Pod Security `baseline` and audits/warns at `restricted`.
+PSS_EXCEPTION = (
+    "Postfix master must start as root to switch to its unprivileged users; runs in a user namespace "
+    "(hostUsers: false), capabilities limited to CHOWN DAC_OVERRIDE FOWNER SETGID SETUID, read-only root filesystem"
+)
+POSTFIX_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
+
+class RelayArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    kit_version: str
+    namespace: str
+    image: str
+    tools_image: str
+    syslog_image: str
+    replicas: int = Field(ge=1)
+    hostname: str
+    authorized_domains: Sequence[str]
+    domain_list_url: str
+    refresh_interval_seconds: int = 86400
+    require_client_certificate: bool
+    next_hop: str | None = None
+    tls_min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    server_secret: str
+    client_secret: str
+    trust_bundle_secret: str
+    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
+    storage_class: str
+    queue_size: str = "5Gi"
+    region_label: str
+    regions: Sequence[str]
+    audit: AuditTarget
+    protect: bool = False
+    service_account: str = "relay"
+
+
+def postfix_protocols(min_version: str) -> str:
+    excluded = {"TLSv1": ["SSLv2", "SSLv3"], "TLSv1.1": ["SSLv2", "SSLv3", "TLSv1"],
+                "TLSv1.2": ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1"], "TLSv1.3": ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2"]}
+    return ", ".join(f"!{p}" for p in excluded[min_version])
+
+
+def main_cf(args: RelayArgs, *, paths: dict[str, str] | None = None, inet_interfaces: str = "all",
+            maillog_file: str = "/var/log/postfix/maillog", mail_owner: str | None = None, setgid_group: str | None = None) -> str:
+    p = {
+        "queue": "/var/spool/postfix",
+        "data": "/var/lib/postfix",
+        "maps": "/var/lib/socle/maps",
+        "server_tls": "/etc/socle/tls/server",
+        "client_tls": "/etc/socle/tls/client",
+        "trust_bundle": "/etc/socle/tls/trust",
+    }
+    p.update(paths or {})
+    return render_template(
+        "main.cf.j2",
+        kit_version=args.kit_version,
+        hostname=args.hostname,
+        mynetworks="127.0.0.0/8",
+        inet_interfaces=inet_interfaces,
+        paths=p,
+        mail_owner=mail_owner,
+        setgid_group=setgid_group,
+        maillog_file=maillog_file,
+        message_size_limit=52428800,
+        require_client_cert=args.require_client_certificate,
+        postfix_protocols=postfix_protocols(args.tls_min_version),
+        tls12_ciphers=":".join(MSS_TLS12_SUITES),
+    )
+
+
+def master_cf(args: RelayArgs, *, smtpd_listen: str = str(SMTP_PORT)) -> str:
+    return render_template("master.cf.j2", kit_version=args.kit_version, smtpd_listen=smtpd_listen)
+
+
+def relay_maps(args: RelayArgs) -> dict[str, str]:
+    domains = sorted(set(args.authorized_domains))
+    transport = "".join(f"{d} smtp:{args.next_hop}\n" for d in domains) if args.next_hop else ""
+    return {
+        "relay_domains": "".join(f"{d} OK\n" for d in domains),
+        "recipient_access": "".join(f"{d} OK\n" for d in domains),
+        "transport": transport,
+    }
+
+
+class Relay(pulumi.ComponentResource):
+    def __init__(self, name: str, args: RelayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("socle:mss:Relay", name, None, opts)
+        ns = args.namespace
+        conf = {"main.cf": main_cf(args), "master.cf": master_cf(args)}
+        conf_name = hashed_name("postfix", conf)
+        maps = relay_maps(args)
+        maps_name = hashed_name("postfix-maps", maps)
+        refresh = {
+            "refresh-domains.sh": render_template(
+                "refresh-domains.sh.j2", kit_version=args.kit_version, maps_dir="/var/lib/socle/maps",
+                url=args.domain_list_url, interval_seconds=args.refresh_interval_seconds,
+            )
+        }
+        refresh_name = hashed_name("mss-domain-refresh", refresh)
+        lbl = labels("relay", "postfix", ns)
+        sel = selector("postfix", ns)
+        for logical, cm_name, data, reqs in (
+            ("postfix-config", conf_name, conf, "MSS-01 MSS-02 MSS-03 MSS-04 MSS-06 MSS-07"),
+            ("postfix-maps", maps_name, maps, "MSS-05"),
+            ("domain-refresh", refresh_name, refresh, "MSS-05"),
+        ):
+            k8s.core.v1.ConfigMap(
+                f"{ns}-{logical}",
+                metadata={"name": cm_name, "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: reqs}},
+                data=data,
+                opts=child(self),
+            )
+        fwd = {
+            "rsyslog.conf": forwarder_config(
+                args.kit_version, "relay", args.audit, files=[{"path": "/var/log/postfix/maillog", "tag": "postfix:"}]
+            )
+        }
+        fwd_name = hashed_name("relay-log-forwarder", fwd)
+        k8s.core.v1.ConfigMap(f"{ns}-relay-forwarder", metadata={"name": fwd_name, "namespace": ns, "labels": lbl},
+                              data=fwd, opts=child(self))
+        sidecar, sidecar_volumes = forwarder_sidecar(
+            args.syslog_image, fwd_name, args.audit, extra_mounts=[{"name": "maillog", "mountPath": "/var/log/postfix", "readOnly": True}]
+        )
+        postfix = {
+            "name": "postfix",
+            "image": args.image,
+            "command": ["postfix", "-c", "/etc/socle/postfix", "start-fg"],
+            "ports": [{"name": "smtp", "containerPort": SMTP_PORT, "protocol": "TCP"}],
+            "securityContext": {
+                **container_security(add_caps=POSTFIX_CAPS, non_root=False),
+                "runAsUser": 0,
+            },
+            "resources": resources_spec("100m", "128Mi", "1", "512Mi"),
+            "readinessProbe": {"tcpSocket": {"port": SMTP_PORT}, "periodSeconds": 10},
+            "livenessProbe": {"tcpSocket": {"port": SMTP_PORT}, "periodSeconds": 30},
+            "volumeMounts": [
+                {"name": "config", "mountPath": "/etc/socle/postfix", "readOnly": True},
+                {"name": "queue", "mountPath": "/var/spool/postfix"},
+                {"name": "data", "mountPath": "/var/lib/postfix"},
+                {"name": "maps", "mountPath": "/var/lib/socle/maps", "readOnly": True},
+                {"name": "maillog", "mountPath": "/var/log/postfix"},
+                {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},
+                {"name": "client-tls", "mountPath": "/etc/socle/tls/client", "readOnly": True},
+                {"name": "trust-bundle", "mountPath": "/etc/socle/tls/trust", "readOnly": True},
+            ],
+        }
+        seed_maps = {
+            "name": "seed-maps",
+            "image": args.tools_image,
+            "command": ["sh", "-c", "cp /etc/socle/maps-seed/* /var/lib/socle/maps/"],
+            "securityContext": container_security(run_as_user=65534),
+            "resources": resources_spec("10m", "16Mi", "100m", "32Mi"),
+            "volumeMounts": [
+                {"name": "maps-seed", "mountPath": "/etc/socle/maps-seed", "readOnly": True},
+                {"name": "maps", "mountPath": "/var/lib/socle/maps"},
+            ],
+        }
+        refresher = {
+            "name": "domain-refresh",
+            "image": args.tools_image,
+            "command": ["sh", "/etc/socle/refresh/refresh-domains.sh"],
+            "securityContext": container_security(run_as_user=65534),
+            "resources": resources_spec("10m", "16Mi", "100m", "64Mi"),
+            "volumeMounts": [
+                {"name": "refresh", "mountPath": "/etc/socle/refresh", "readOnly": True},
+                {"name": "maps", "mountPath": "/var/lib/socle/maps"},
+            ],
+        }
+        k8s.apps.v1.StatefulSet(
+            f"{ns}-postfix",
+            metadata={"name": "postfix", "namespace": ns, "labels": lbl,
+                      "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION}},
+            spec={
+                "serviceName": "postfix",
+                "replicas": args.replicas,
+                "selector": {"matchLabels": sel},
+                "podManagementPolicy": "Parallel",
+                "template": {
+                    "metadata": {"labels": lbl, "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION}},
+                    "spec": {
+                        "serviceAccountName": args.service_account,
+                        "automountServiceAccountToken": False,
+                        "hostUsers": False,
+                        "securityContext": pod_security(fs_group=65534, non_root=False),
+                        "initContainers": [seed_maps],
+                        "containers": [postfix, refresher, sidecar],
+                        "volumes": [
+                            config_volume("config", conf_name),
+                            config_volume("maps-seed", maps_name),
+                            config_volume("refresh", refresh_name),
+                            empty_dir("maps", "16Mi"),
+                            empty_dir("data", "64Mi"),
+                            empty_dir("maillog", "256Mi"),
+                            secret_volume("server-tls", args.server_secret),
+                            secret_volume("client-tls", args.client_secret),
+                            secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444),
+                            *sidecar_volumes,
+                        ],
+                        "affinity": region_affinity(args.region_label, args.regions),
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "queue"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
+                                 "resources": {"requests": {"storage": args.queue_size}}},
+                    }
+                ],
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+            },
+            opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        k8s.core.v1.Service(
+            f"{ns}-postfix-svc",
+            metadata={"name": "postfix", "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: "K8S-07 MSS-01"}},
+            spec={
+                "type": args.service_type,
+                "selector": sel,
+                "ports": [{"name": "smtp", "port": 25, "targetPort": "smtp", "protocol": "TCP"}],
+                **({"externalTrafficPolicy": "Local"} if args.service_type == "LoadBalancer" else {}),
+            },
+            opts=child(self),
+        )
+        if args.replicas >= 2:
+            pdb("postfix", ns, sel, lbl, self)
+        self.register_outputs({})

@@ -1,0 +1,158 @@
+"""HDS storage: encrypted StorageClass (Retain) by provider profile, VolumeSnapshotClass, Velero backups."""
+from __future__ import annotations
+
+from typing import Literal, Mapping, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import BaseModel, ConfigDict, Field
+
+from .common import ANN_REQUIREMENTS, KIT, PART_OF, KubernetesObject, child
+
+HEALTH_DATA_CLASS = "socle-health-data"
+
+
+class StorageProfile(BaseModel):
+    """What a provider profile resolves to: a CSI driver and the parameters that make it encrypt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    provisioner: str
+    parameters: Mapping[str, str]
+    encrypted: bool
+    snapshot_driver: str
+
+
+class BackupArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    namespace: str  # Velero's namespace
+    provider: Literal["aws"] = "aws"
+    bucket: str
+    prefix: str
+    s3_url: str
+    region: str
+    region_country: str
+    credential_secret: str
+    included_namespaces: Sequence[str]
+    daily_schedule: str
+    daily_ttl_days: int
+    monthly_schedule: str
+    monthly_ttl_days: int
+
+
+class StorageArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    profile: StorageProfile
+    region_label: str
+    regions: Sequence[str]
+    backup: BackupArgs | None
+    protect: bool = False
+
+
+def scaleway_profile(kms_key_id: str, luks_secret: str, luks_namespace: str, iops: str) -> StorageProfile:
+    # Scaleway Block Storage CSI: `encrypted: "true"` with a Key Manager key, or LUKS with a passphrase Secret.
+    params = {"encrypted": "true", "iops": iops, "csi.storage.k8s.io/fstype": "ext4"}
+    if kms_key_id:
+        params["kmsKeyId"] = kms_key_id
+    else:
+        for op in ("node-stage", "node-expand"):
+            params[f"csi.storage.k8s.io/{op}-secret-name"] = luks_secret
+            params[f"csi.storage.k8s.io/{op}-secret-namespace"] = luks_namespace
+    return StorageProfile(name="scaleway-sbs", provisioner="csi.scaleway.com", parameters=params, encrypted=True,
+                          snapshot_driver="csi.scaleway.com")
+
+
+def ceph_rbd_profile(cluster_id: str, pool: str, kms_id: str, secret_name: str, secret_namespace: str) -> StorageProfile:
+    # ceph-csi RBD: block encryption (LUKS) with the passphrase from the configured KMS.
+    params = {
+        "clusterID": cluster_id,
+        "pool": pool,
+        "imageFeatures": "layering",
+        "encrypted": "true",
+        "encryptionType": "block",
+        "encryptionKMSID": kms_id,
+        "csi.storage.k8s.io/fstype": "ext4",
+    }
+    for op in ("provisioner", "controller-expand", "node-stage"):
+        params[f"csi.storage.k8s.io/{op}-secret-name"] = secret_name
+        params[f"csi.storage.k8s.io/{op}-secret-namespace"] = secret_namespace
+    return StorageProfile(name="ceph-rbd", provisioner="rbd.csi.ceph.com", parameters=params, encrypted=True,
+                          snapshot_driver="rbd.csi.ceph.com")
+
+
+def _ttl(days: int) -> str:
+    return f"{days * 24}h0m0s"
+
+
+class HdsStorage(pulumi.ComponentResource):
+    def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("socle:hds:HdsStorage", name, None, opts)
+        prof = args.profile
+        lbl = {PART_OF: KIT, "socle.esante.fr/block": "storage"}
+        # HDS-04: encrypted at rest, kept on delete. Name, provisioner, parameters and reclaimPolicy are
+        # immutable: the class is protected in production.
+        self.storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-health-data",
+            metadata={
+                "name": HEALTH_DATA_CLASS,
+                "labels": {**lbl, "socle.esante.fr/encrypted": "true" if prof.encrypted else "false",
+                           "socle.esante.fr/storage-profile": prof.name},
+                "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-04"},
+            },
+            provisioner=prof.provisioner,
+            parameters=dict(prof.parameters),
+            reclaim_policy="Retain",
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            allowed_topologies=[{"matchLabelExpressions": [{"key": args.region_label, "values": sorted(args.regions)}]}],
+            opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+        )
+        KubernetesObject(
+            f"{name}-snapshot-class",
+            api_version="snapshot.storage.k8s.io/v1",
+            kind="VolumeSnapshotClass",
+            metadata={"name": HEALTH_DATA_CLASS, "labels": lbl},
+            fields={"driver": prof.snapshot_driver, "deletionPolicy": "Retain"},
+            opts=child(self),
+        )
+        if args.backup is not None:
+            b = args.backup
+            k8s.apiextensions.CustomResource(
+                f"{name}-backup-location",
+                api_version="velero.io/v1",
+                kind="BackupStorageLocation",
+                metadata={"name": "socle-second-region", "namespace": b.namespace,
+                          "labels": {**lbl, "socle.esante.fr/region-country": b.region_country},
+                          "annotations": {ANN_REQUIREMENTS: "BCK-01 HDS-01"}},
+                spec={
+                    "provider": b.provider,
+                    "objectStorage": {"bucket": b.bucket, "prefix": b.prefix},
+                    "config": {"region": b.region, "s3Url": b.s3_url, "s3ForcePathStyle": "true"},
+                    "credential": {"name": b.credential_secret, "key": "cloud"},
+                    "accessMode": "ReadWrite",
+                },
+                opts=child(self),
+            )
+            for kind, schedule, ttl_days in (
+                ("daily", b.daily_schedule, b.daily_ttl_days),
+                ("monthly", b.monthly_schedule, b.monthly_ttl_days),
+            ):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-schedule-{kind}",
+                    api_version="velero.io/v1",
+                    kind="Schedule",
+                    metadata={"name": f"socle-{kind}", "namespace": b.namespace, "labels": lbl,
+                              "annotations": {ANN_REQUIREMENTS: "BCK-01"}},
+                    spec={
+                        "schedule": schedule,
+                        "useOwnerReferencesInBackup": False,
+                        "template": {
+                            "includedNamespaces": sorted(b.included_namespaces),
+                            "storageLocation": "socle-second-region",
+                            "snapshotVolumes": True,
+                            "ttl": _ttl(ttl_days),
+                        },
+                    },
+                    opts=child(self),
+                )
+        self.register_outputs({"storage_class": HEALTH_DATA_CLASS})

@@ -1,0 +1,49 @@
+"""Facts shared by the parameter models, the components and the audit controls (one place each)."""
+from __future__ import annotations
+
+# Kubernetes minors the kit supports: rendered objects are validated strictly against the oldest and the
+# newest of them (and every one in between in CI).
+SUPPORTED_KUBERNETES = ("1.31", "1.32", "1.33", "1.34", "1.35")
+
+# TLS-02 / MSS-03: OpenSSL names. TLS 1.2: forward-secret ECDHE with AEAD only.
+TLS12_AEAD_SUITES = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+)
+# MSS-03: the MSSanté list intersected with TLS-02.
+MSS_TLS12_SUITES = ("ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-AES128-GCM-SHA256")
+TLS13_SUITES = ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256")
+
+# Pro Santé Connect (PSC-04 / PSC-05).
+PSC_PRODUCTION_ISSUER = "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet"
+PSC_SANDBOX_HOST = "auth.bas.psc.esante.gouv.fr"
+PSC_SANDBOX_ISSUER = f"https://{PSC_SANDBOX_HOST}/auth/realms/esante-wallet"
+PSC_SCOPE = "openid scope_all"
+PSC_ACR = "eidas1"
+
+# FHIR-01..03
+FHIR_VERSION = "R4"
+ANS_TERMINOLOGY_SERVER = "https://smt.esante.gouv.fr/fhir"
+ANNUAIRE_SANTE_FHIR = "https://gateway.api.esante.gouv.fr/fhir/v2"
+
+# INS-02
+INS_SYSTEMS = {
+    "NIR": "urn:oid:1.2.250.1.213.1.4.8",
+    "NIA": "urn:oid:1.2.250.1.213.1.4.9",
+    "TEST": "urn:oid:1.2.250.1.213.1.4.10",
+    "DEMO": "urn:oid:1.2.250.1.213.1.4.11",
+}
+INS_NON_PRODUCTION = frozenset({INS_SYSTEMS["TEST"], INS_SYSTEMS["DEMO"]})
+
+# HDS-01: European Economic Area (EU 27 + Iceland, Liechtenstein, Norway), ISO 3166-1 alpha-2.
+EEA_COUNTRIES = frozenset(
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
+)
+
+RETENTION_FLOOR_DAYS = 183  # TRACE-01 / MSS-07
+RETENTION_DEFAULT_DAYS = 365
+HSTS_MIN_MAX_AGE = 31536000  # TLS-03

@@ -1,0 +1,191 @@
+"""Stack files: find, load and validate them; every problem at once, each with file and key path."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from blueprints import Blueprint, registry
+
+CONFIG_NS = "socle"
+KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params"}
+# Other config namespaces a stack may carry (provider settings read by Pulumi itself).
+FOREIGN_NAMESPACES = {"kubernetes", "pulumi", "random", "tls"}
+TOP_LEVEL_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.path}: {self.message}"
+
+
+class StackError(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    file: str
+    blueprint: Blueprint
+    params: BaseModel
+    config: dict[str, Any]  # the raw `config:` mapping of the stack file
+
+
+def project_root() -> Path:
+    """The directory holding Pulumi.yaml: the current directory or a parent, else the kit's own checkout."""
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / "Pulumi.yaml").is_file() and (d / "stacks").is_dir():
+            return d
+    return Path(__file__).resolve().parent.parent
+
+
+def resolve(stack: str) -> tuple[str, Path]:
+    """STACK is a stack name (stacks/Pulumi.<name>.yaml) or a path to a stack file."""
+    p = Path(stack)
+    if p.suffix in (".yaml", ".yml") or "/" in stack:
+        name = p.name
+        for prefix, suffix in (("Pulumi.", ".yaml"), ("Pulumi.", ".yml")):
+            if name.startswith(prefix) and name.endswith(suffix):
+                name = name[len(prefix):-len(suffix)]
+        return name, p
+    return stack, project_root() / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required value missing"
+    msg = str(err.get("msg", "invalid value"))
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind.endswith("_type") or kind in ("literal_error", "string_pattern_mismatch"):
+        got = err.get("input")
+        if not isinstance(got, (dict, list)):
+            msg += f" (got {json.dumps(got, default=str)})"
+    return msg
+
+
+def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel | None, list[Problem]]:
+    """Validate the `config:` mapping of a stack file; returns (blueprint, params, problems)."""
+    problems: list[Problem] = []
+
+    def add(path: str, message: str) -> None:
+        problems.append(Problem(file, path, message))
+
+    if not isinstance(config, dict):
+        add("config", "must be a mapping")
+        return None, None, problems
+    for key in sorted(config, key=str):
+        ns = str(key).split(":", 1)[0] if ":" in str(key) else None
+        if key in KNOWN_KEYS:
+            continue
+        if ns == CONFIG_NS or ns is None:
+            add(f"config.{key}", f"unknown key (expected one of {', '.join(sorted(KNOWN_KEYS))})")
+        elif ns not in FOREIGN_NAMESPACES:
+            add(f"config.{key}", f"unknown configuration namespace '{ns}'")
+    blueprints = registry()
+    name = config.get(f"{CONFIG_NS}:blueprint")
+    bp = None
+    if name is None:
+        add(f"config.{CONFIG_NS}:blueprint", f"required value missing (one of: {', '.join(sorted(blueprints))})")
+    elif not isinstance(name, str) or name not in blueprints:
+        add(f"config.{CONFIG_NS}:blueprint", f"unknown blueprint {name!r} (one of: {', '.join(sorted(blueprints))})")
+    else:
+        bp = blueprints[name]
+        version = config.get(f"{CONFIG_NS}:blueprintVersion")
+        if version is None:
+            add(f"config.{CONFIG_NS}:blueprintVersion", f"required value missing (this kit has {name} {bp.version}: use \"{bp.major}\")")
+        elif str(version) != bp.major:
+            add(f"config.{CONFIG_NS}:blueprintVersion",
+                f"stack written for {name} major version {version}; this kit has {bp.version} (major {bp.major})")
+    params_raw = config.get(f"{CONFIG_NS}:params")
+    if params_raw is None:
+        add(f"config.{CONFIG_NS}:params", "required value missing")
+    elif not isinstance(params_raw, dict):
+        add(f"config.{CONFIG_NS}:params", "must be a mapping")
+    if bp is None or not isinstance(params_raw, dict):
+        return bp, None, problems
+
+    prefix = f"config.{CONFIG_NS}:params"
+    try:
+        params = bp.model.model_validate_json(json.dumps(params_raw, default=str))
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _loc(tuple(err["loc"]))
+            add(f"{prefix}.{loc}" if loc else prefix, _message(err))
+        return bp, None, problems
+    for path, message in bp.refusals(params):
+        add(f"{prefix}.{path}", message)
+    return bp, (params if not problems else None), problems
+
+
+def load(stack: str) -> Stack:
+    """Load and validate a stack; raises StackError with every problem found."""
+    name, path = resolve(stack)
+    shown = display(path)
+    if not path.is_file():
+        raise StackError([Problem(shown, "-", f"no such stack file (stack '{name}': expected {display(path)})")])
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
+        raise StackError([Problem(shown, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    except UnicodeDecodeError:
+        raise StackError([Problem(shown, "-", "not UTF-8 text")]) from None
+    if not isinstance(doc, dict):
+        raise StackError([Problem(shown, "-", "a stack file is a mapping with a `config:` key")])
+    problems = [Problem(shown, str(k), "unknown top-level key") for k in sorted(doc, key=str) if k not in TOP_LEVEL_KEYS]
+    if "config" not in doc:
+        problems.append(Problem(shown, "config", "required value missing"))
+        raise StackError(problems)
+    bp, params, more = validate_config(doc["config"], shown)
+    problems += more
+    if problems or bp is None or params is None:
+        raise StackError(problems)
+    return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"])
+
+
+def pulumi_config(config: dict[str, Any]) -> dict[str, str]:
+    """Config as the Pulumi engine hands it to a program: objects JSON-encoded, scalars as strings."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if isinstance(value, (dict, list)):
+            out[key] = json.dumps(value, default=str, sort_keys=True)
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
