@@ -54,6 +54,7 @@ class RelayArgs(BaseModel):
     authorized_domains: Sequence[str]
     domain_list_url: str
     refresh_interval_seconds: int = 86400
+    mailbox_purge_days: int = Field(default=365, ge=1, le=365)
     require_client_certificate: bool
     next_hop: str | None = None
     tls_min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
@@ -205,7 +206,8 @@ class Relay(pulumi.ComponentResource):
         k8s.apps.v1.StatefulSet(
             f"{ns}-postfix",
             metadata={"name": "postfix", "namespace": ns, "labels": lbl,
-                      "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION}},
+                      "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION,
+                                      "socle.esante.fr/mailbox-purge-days": str(args.mailbox_purge_days)}},
             spec={
                 "serviceName": "postfix",
                 "replicas": args.replicas,

@@ -87,6 +87,8 @@ def _message(err: dict[str, Any]) -> str:
         return "unknown key"
     if kind == "missing":
         return "required value missing"
+    if err.get("input", "") is None and (kind.endswith("_type") or kind == "literal_error"):
+        return "required value missing (empty)"
     msg = str(err.get("msg", "invalid value"))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]

@@ -191,6 +191,7 @@ def build(p: Params) -> dict[str, object]:
         kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay, tools_image=p.images.tools,
         syslog_image=p.images.syslog, replicas=p.relay.replicas, hostname=p.relay.hostname,
         authorized_domains=p.relay.authorized_domains, domain_list_url=p.relay.domain_list_url,
+        refresh_interval_seconds=p.relay.refresh_interval_hours * 3600, mailbox_purge_days=p.relay.mailbox_purge_days,
         require_client_certificate=p.relay.require_client_certificate, next_hop=p.relay.next_hop,
         tls_min_version=p.tls.min_version, server_secret=p.pki.relay_server_secret, client_secret=p.pki.relay_client_secret,
         trust_bundle_secret=p.pki.trust_bundle_secret, service_type=p.relay.service_type, storage_class=HEALTH_DATA_CLASS,

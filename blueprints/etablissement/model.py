@@ -188,7 +188,6 @@ class Pki(Strict):
     gateway_server_secret: SecretName = "gateway-server-tls"
     relay_server_secret: SecretName = "relay-server-tls"
     relay_client_secret: SecretName = Field(default="relay-org-client-tls", description="MSS-06: organisation certificate")
-    internal_ca_secret: SecretName = Field(default="socle-internal-ca", description="CA of internal TLS (logs, database)")
     audit_server_secret: SecretName = "auditlog-server-tls"
     audit_client_secret: SecretName = "auditlog-client-tls"
     database_server_secret: SecretName = "postgres-server-tls"
@@ -285,7 +284,7 @@ class Relay(Strict):
     domain_list_url: HttpsUrl = Field(
         default="https://annuaire.sante.fr/web/site-pro/extractions-mss", description="MSS-05: ANS list of domains"
     )
-    refresh_schedule: str = Field(default="17 4 * * *", pattern=_CRON.pattern)
+    refresh_interval_hours: int = Field(default=24, ge=1, le=168, description="MSS-05: how often the domain list is refreshed")
     require_client_certificate: bool = Field(default=True, description="MSS-06: application mailboxes use the organisation certificate")
     next_hop: str | None = Field(default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
     queue_size: Size = "5Gi"
@@ -295,7 +294,6 @@ class Relay(Strict):
 class AuditLog(Strict):
     retention_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, description="TRACE-01/MSS-07, floor 183")
     storage_size: Size = "50Gi"
-    seal_schedule: str = Field(default="5 0 * * *", pattern=_CRON.pattern)
 
 
 class Params(Strict):

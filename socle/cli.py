@@ -1,0 +1,194 @@
+"""`socle` command line: validate, render, new, list, preview/up/destroy."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .stackfile import StackError, display, load, project_root, resolve
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="socle: the ANS digital-health target architecture as code.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_INVALID = 2
+
+
+def _fail_stack(exc: StackError) -> None:
+    for problem in exc.problems:
+        # One line per problem, `<stack file>:<key.path>: <message>`; never wrapped, never a traceback.
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"{len(exc.problems)} problem(s); nothing was written or deployed.", style="bold red")
+    raise typer.Exit(EXIT_INVALID)
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", help="Print the kit version and exit.")) -> None:
+    if version:
+        out.print(f"socle {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<name>.yaml) or path to a stack file")) -> None:
+    """Validate a stack file: exit 0 when valid, 2 with every problem listed when not."""
+    try:
+        st = load(stack)
+    except StackError as exc:
+        _fail_stack(exc)
+        return
+    bp = st.blueprint
+    out.print(f"{st.file}: valid ({bp.name} {bp.version}, profile {getattr(st.params, 'profile', '?')})")
+
+
+@app.command()
+def render(
+    stack: str = typer.Argument(..., help="Stack name or path to a stack file"),
+    out_dir: Path = typer.Option(Path("out"), "--out", "-o", help="Directory to write the manifests to"),
+) -> None:
+    """Render a stack offline (the Pulumi program under the SDK's mocks) to one file per Kubernetes object."""
+    from .render import RenderError, render_files, run_program, write
+
+    try:
+        st = load(stack)
+    except StackError as exc:
+        _fail_stack(exc)
+        return
+    with err.status(f"Running the {st.blueprint.name} program for stack {st.name} under mocks…"):
+        try:
+            rendered = run_program(st)
+            files = render_files(st, rendered)
+            write(out_dir, files)
+        except RenderError as exc:
+            err.print(f"render failed: {exc}", style="bold red", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+    out.print(
+        f"{st.file}: {len(rendered.objects)} objects written to {out_dir}/ "
+        f"({len(rendered.secrets)} Secrets left out, see {out_dir}/secrets-required.yaml); "
+        f"check with: kubectl kustomize {out_dir}"
+    )
+
+
+@app.command()
+def new(
+    blueprint: str = typer.Argument(..., help="Blueprint to clone, e.g. etablissement"),
+    name: str = typer.Argument(..., help="Name of the new stack (stacks/Pulumi.NAME.yaml)"),
+) -> None:
+    """Create stacks/Pulumi.NAME.yaml from a blueprint, listing every parameter with its default."""
+    import re
+
+    from blueprints import registry
+
+    from .scaffold import stack_file
+
+    bps = registry()
+    if blueprint not in bps:
+        err.print(f"unknown blueprint {blueprint!r}; available: {', '.join(sorted(bps))}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", name):
+        err.print(f"stack name {name!r} must be lower-case letters, digits and '-'", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    _, path = resolve(name)
+    if path.exists():
+        err.print(f"{display(path)} already exists; refusing to overwrite it", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(stack_file(bps[blueprint], name), encoding="utf-8")
+    out.print(f"created {display(path)}: fill in the values marked REQUIRED, then run `socle validate {name}`")
+
+
+@app.command("list")
+def list_() -> None:
+    """List the blueprints (with versions) and the stacks."""
+    from blueprints import registry
+
+    table = Table(title="Blueprints")
+    table.add_column("name")
+    table.add_column("version")
+    table.add_column("description")
+    for bp in registry().values():
+        table.add_row(bp.name, bp.version, bp.description)
+    out.print(table)
+    stacks = Table(title="Stacks")
+    stacks.add_column("stack")
+    stacks.add_column("file")
+    stacks.add_column("status")
+    for path in sorted((project_root() / "stacks").glob("Pulumi.*.yaml")):
+        name = path.name[len("Pulumi."):-len(".yaml")]
+        try:
+            st = load(str(path))
+            status = f"valid ({st.blueprint.name}, {getattr(st.params, 'profile', '?')})"
+        except StackError as exc:
+            status = f"[red]{len(exc.problems)} problem(s)[/red]"
+        stacks.add_row(name, display(path), status)
+    out.print(stacks)
+
+
+def _pulumi(stack: str, action: str, yes: bool) -> None:
+    try:
+        st = load(stack)
+    except StackError as exc:
+        _fail_stack(exc)
+        return
+    if shutil.which("pulumi") is None:
+        err.print(
+            "The pulumi CLI is not installed: install it with `curl -fsSL https://get.pulumi.com | sh` "
+            "(see https://www.pulumi.com/docs/install/), then run this command again.",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INVALID)
+    from pulumi import automation as auto
+
+    root = project_root()
+    state = root / ".pulumi-state"
+    state.mkdir(exist_ok=True)
+    env = {"PULUMI_BACKEND_URL": f"file://{state}"}
+    if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
+        err.print("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): it protects the secrets in the local state.")
+        raise typer.Exit(EXIT_INVALID)
+    ws = auto.LocalWorkspace(work_dir=str(root), env_vars=env)
+    stack_obj = auto.Stack.create_or_select(st.name, ws)
+    printer = lambda line: out.print(line, markup=False, highlight=False, end="")
+    if action == "preview":
+        stack_obj.preview(on_output=printer)
+    elif action == "up":
+        if not yes and not typer.confirm(f"Deploy stack {st.name} to the current Kubernetes context?"):
+            raise typer.Exit(1)
+        stack_obj.up(on_output=printer)
+    else:
+        if not yes and not typer.confirm(f"Destroy stack {st.name}? Protected stateful resources are kept."):
+            raise typer.Exit(1)
+        stack_obj.destroy(on_output=printer)
+
+
+@app.command()
+def preview(stack: str = typer.Argument(...)) -> None:
+    """`pulumi preview` of a stack through the Automation API (local file backend)."""
+    _pulumi(stack, "preview", True)
+
+
+@app.command()
+def up(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+    """Deploy a stack with Pulumi (Automation API, local file backend)."""
+    _pulumi(stack, "up", yes)
+
+
+@app.command()
+def destroy(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+    """Destroy a stack with Pulumi. Protected stateful resources (production) are refused by the engine."""
+    _pulumi(stack, "destroy", yes)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
