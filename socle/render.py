@@ -128,15 +128,20 @@ class Rendered:
     secret_values: list[str]  # values generated under mocks (for leak tests; never written)
 
 
-def run_program(stack: Stack, program: Callable[[], None] | None = None) -> Rendered:
+def run_program(stack: Stack) -> Rendered:
     """Run the real Pulumi program for `stack` under mocks and return the objects it registers."""
     from .program import run
 
+    return run_under_mocks(run, stack.name, pulumi_config(stack.config))
+
+
+def run_under_mocks(program: Callable[[], Any], stack_name: str = "test", config: dict[str, str] | None = None) -> Rendered:
+    """Run any Pulumi program (the whole blueprint, or one component in a test) under the render mocks."""
     mocks = RenderMocks()
-    pulumi.runtime.set_mocks(mocks, project="socle", stack=stack.name, preview=False)
-    pulumi.runtime.set_all_config(pulumi_config(stack.config))
+    pulumi.runtime.set_mocks(mocks, project="socle", stack=stack_name, preview=False)
+    pulumi.runtime.set_all_config(config or {})
     try:
-        _sync_await(run_pulumi_func(program or run))
+        _sync_await(run_pulumi_func(program))
     finally:
         pulumi.runtime.set_all_config({})
     objects: list[dict[str, Any]] = []
