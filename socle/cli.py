@@ -29,11 +29,17 @@ def _fail_stack(exc: StackError) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", help="Print the kit version and exit.")) -> None:
-    if version:
+def _version(value: bool) -> None:
+    if value:
         out.print(f"socle {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the kit version and exit.", callback=_version, is_eager=True),
+) -> None:
+    """socle: the ANS digital-health target architecture as code."""
 
 
 @app.command()
