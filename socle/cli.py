@@ -56,8 +56,8 @@ def validate(stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<n
 
 @app.command()
 def render(
-    stack: str = typer.Argument(..., help="Stack name or path to a stack file"),
-    out_dir: Path = typer.Option(Path("out"), "--out", "-o", help="Directory to write the manifests to"),
+    stack: str = typer.Argument("demo", help="Stack name or path to a stack file (default: the demo stack)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory to write the manifests to (default: out/STACK)"),
 ) -> None:
     """Render a stack offline (the Pulumi program under the SDK's mocks) to one file per Kubernetes object."""
     from .render import RenderError, render_files, run_program, write
@@ -67,6 +67,8 @@ def render(
     except StackError as exc:
         _fail_stack(exc)
         return
+    if out_dir is None:
+        out_dir = Path("out") / st.name
     with err.status(f"Running the {st.blueprint.name} program for stack {st.name} under mocks…"):
         try:
             rendered = run_program(st)
