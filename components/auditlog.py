@@ -140,7 +140,7 @@ class AuditLog(pulumi.ComponentResource):
                             config_volume("config", conf_name),
                             config_volume("seal", seal_name),
                             empty_dir("spool", "512Mi"),
-                            secret_volume("server-tls", args.server_secret),
+                            secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
                         ],
                         "affinity": region_affinity(args.region_label, args.regions),
                     },

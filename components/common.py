@@ -244,7 +244,7 @@ def forwarder_sidecar(image: str, config_map: str, target: AuditTarget, extra_mo
     volumes = [
         config_volume("forwarder-config", config_map),
         empty_dir("forwarder-spool", "300Mi"),
-        secret_volume("audit-client-tls", target.client_secret),
+        secret_volume("audit-client-tls", target.client_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
     ]
     return container, volumes
 

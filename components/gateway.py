@@ -12,9 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from socle.constants import PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
 
 from .common import (
-    ANN_OWNER,
     ANN_REQUIREMENTS,
-    ANN_SENSITIVITY,
     FORWARDER_UDP_PORT,
     AuditTarget,
     child,
@@ -203,9 +201,9 @@ class Gateway(pulumi.ComponentResource):
             config_volume("nginx-config", conf_name),
             empty_dir("run", "1Mi"),
             empty_dir("cache", "256Mi"),
-            secret_volume("server-tls", args.server_secret),
-            secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444),
-            secret_volume("crl", args.crl_secret, mode=0o444),
+            secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
+            secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
+            secret_volume("crl", args.crl_secret, mode=0o444, items=[("crl.pem", "crl.pem")]),
             *sidecar_volumes,
         ]
         pod_spec = {
