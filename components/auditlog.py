@@ -13,11 +13,14 @@ from .common import (
     ANN_REQUIREMENTS,
     LABEL_DATA,
     child,
+    claim_template,
     config_volume,
     container_security,
     empty_dir,
-    hashed_name,
+    hashed_config_map,
     labels,
+    service,
+    stateful_set_spec,
     pod_security,
     region_affinity,
     render_template,
@@ -72,28 +75,15 @@ class AuditLog(pulumi.ComponentResource):
         if args.retention_days < 1:
             raise ValueError("retention_days must be positive")
         conf = {"rsyslog.conf": aggregator_conf(args.kit_version)}
-        conf_name = hashed_name("rsyslog-aggregator", conf)
         seal = {"seal.sh": seal_script(args.kit_version, args.retention_days)}
-        seal_name = hashed_name("audit-seal", seal)
         lbl = labels("auditlog", "rsyslog", ns, {LABEL_DATA: "true"})
         sel = selector("rsyslog", ns)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-rsyslog-config",
-            metadata={"name": conf_name, "namespace": ns, "labels": lbl,
-                      "annotations": {ANN_REQUIREMENTS: "TRACE-02 TRACE-04 TRACE-05",
-                                      "socle.esante.fr/retention-days": str(args.retention_days),
-                                      "socle.esante.fr/retention-floor-days": str(RETENTION_FLOOR_DAYS)}},
-            data=conf,
-            opts=child(self),
-        )
-        k8s.core.v1.ConfigMap(
-            f"{ns}-audit-seal",
-            metadata={"name": seal_name, "namespace": ns, "labels": lbl,
-                      "annotations": {ANN_REQUIREMENTS: "TRACE-01 TRACE-04",
-                                      "socle.esante.fr/retention-days": str(args.retention_days)}},
-            data=seal,
-            opts=child(self),
-        )
+        conf_name = hashed_config_map(self, ns, "rsyslog-aggregator", lbl, conf, {
+            ANN_REQUIREMENTS: "TRACE-02 TRACE-04 TRACE-05",
+            "socle.esante.fr/retention-days": str(args.retention_days),
+            "socle.esante.fr/retention-floor-days": str(RETENTION_FLOOR_DAYS)})
+        seal_name = hashed_config_map(self, ns, "audit-seal", lbl, seal, {
+            ANN_REQUIREMENTS: "TRACE-01 TRACE-04", "socle.esante.fr/retention-days": str(args.retention_days)})
         rsyslog = {
             "name": "rsyslog",
             "image": args.image,
@@ -121,46 +111,25 @@ class AuditLog(pulumi.ComponentResource):
                 {"name": "data", "mountPath": DATA_DIR},
             ],
         }
+        pod_spec = {
+            "serviceAccountName": args.service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security(fs_group=10514),
+            "containers": [rsyslog, sealer],
+            "volumes": [
+                config_volume("config", conf_name),
+                config_volume("seal", seal_name),
+                empty_dir("spool", "512Mi"),
+                secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
+            ],
+            "affinity": region_affinity(args.region_label, args.regions),
+        }
         k8s.apps.v1.StatefulSet(
             f"{ns}-rsyslog",
             metadata={"name": "rsyslog", "namespace": ns, "labels": lbl},
-            spec={
-                "serviceName": "rsyslog",
-                "replicas": 1,
-                "selector": {"matchLabels": sel},
-                "podManagementPolicy": "OrderedReady",
-                "template": {
-                    "metadata": {"labels": lbl},
-                    "spec": {
-                        "serviceAccountName": args.service_account,
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(fs_group=10514),
-                        "containers": [rsyslog, sealer],
-                        "volumes": [
-                            config_volume("config", conf_name),
-                            config_volume("seal", seal_name),
-                            empty_dir("spool", "512Mi"),
-                            secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
-                        ],
-                        "affinity": region_affinity(args.region_label, args.regions),
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data", "labels": {LABEL_DATA: "true"}},
-                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
-                                 "resources": {"requests": {"storage": args.storage_size}}},
-                    }
-                ],
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            },
+            spec=stateful_set_spec("rsyslog", 1, sel, lbl, pod_spec,
+                                   [claim_template("data", args.storage_class, args.storage_size, {LABEL_DATA: "true"})]),
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
-        k8s.core.v1.Service(
-            f"{ns}-rsyslog-svc",
-            metadata={"name": "rsyslog", "namespace": ns, "labels": lbl},
-            spec={"type": "ClusterIP", "selector": sel,
-                  "ports": [{"name": "syslog-tls", "port": SYSLOG_TLS_PORT, "targetPort": "syslog-tls", "protocol": "TCP"}]},
-            opts=child(self),
-        )
+        service(self, ns, "rsyslog", lbl, sel, [("syslog-tls", SYSLOG_TLS_PORT, "syslog-tls")])
         self.register_outputs({"endpoint": f"rsyslog.{ns}.svc.cluster.local:{SYSLOG_TLS_PORT}"})

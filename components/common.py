@@ -258,3 +258,68 @@ class KubernetesObject(pulumi.CustomResource):
                  fields: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
         props = {"apiVersion": api_version, "kind": kind, "metadata": dict(metadata), **dict(fields)}
         super().__init__(f"kubernetes:{api_version}:{kind}", resource_name, props, opts)
+
+
+# --- object helpers shared by the components ---------------------------------------------------
+
+def hashed_config_map(parent: pulumi.Resource, namespace: str, base: str, lbl: Mapping[str, str],
+                      data: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> str:
+    """A ConfigMap named `<base>-<content hash>`; returns the name for the pods that mount it."""
+    name = hashed_name(base, data)
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbl)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    k8s.core.v1.ConfigMap(f"{namespace}-{base}", metadata=metadata, data=dict(data), opts=child(parent))
+    return name
+
+
+def log_forwarder(parent: pulumi.Resource, namespace: str, source: str, lbl: Mapping[str, str], kit_version: str,
+                  image: str, target: AuditTarget, files: Sequence[Mapping[str, str]] = (),
+                  extra_mounts: Sequence[Mapping[str, Any]] = ()) -> tuple[dict, list[dict]]:
+    """The forwarder ConfigMap of one workload, and the sidecar container and volumes that use it."""
+    data = {"rsyslog.conf": forwarder_config(kit_version, source, target, files)}
+    name = hashed_config_map(parent, namespace, f"{source}-log-forwarder", lbl, data)
+    return forwarder_sidecar(image, name, target, extra_mounts)
+
+
+def claim_template(name: str, storage_class: str, size: str, lbl: Mapping[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if lbl:
+        meta["labels"] = dict(lbl)
+    return {"metadata": meta, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                                       "resources": {"requests": {"storage": size}}}}
+
+
+def stateful_set_spec(service_name: str, replicas: int, sel: Mapping[str, str], lbl: Mapping[str, str],
+                      pod_spec: Mapping[str, Any], claims: Sequence[Mapping[str, Any]],
+                      pod_annotations: Mapping[str, str] | None = None, parallel: bool = False) -> dict[str, Any]:
+    """StatefulSet spec with stable claims that survive deletion and scale-down (HDS-04)."""
+    template_meta: dict[str, Any] = {"labels": dict(lbl)}
+    if pod_annotations:
+        template_meta["annotations"] = dict(pod_annotations)
+    return {
+        "serviceName": service_name,
+        "replicas": replicas,
+        "selector": {"matchLabels": dict(sel)},
+        "podManagementPolicy": "Parallel" if parallel else "OrderedReady",
+        "template": {"metadata": template_meta, "spec": dict(pod_spec)},
+        "volumeClaimTemplates": [dict(c) for c in claims],
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+    }
+
+
+def service(parent: pulumi.Resource, namespace: str, name: str, lbl: Mapping[str, str], sel: Mapping[str, str],
+            ports: Sequence[tuple[str, int, str]], type_: str = "ClusterIP",
+            annotations: Mapping[str, str] | None = None) -> None:
+    """A Service; ports are (name, port, target port name). External ones keep the client address."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbl)}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    spec: dict[str, Any] = {
+        "type": type_,
+        "selector": dict(sel),
+        "ports": [{"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, p, t in ports],
+    }
+    if type_ == "LoadBalancer":
+        spec["externalTrafficPolicy"] = "Local"
+    k8s.core.v1.Service(f"{namespace}-{name}-svc", metadata=metadata, spec=spec, opts=child(parent))

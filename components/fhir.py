@@ -16,13 +16,15 @@ from .common import (
     LABEL_DATA,
     AuditTarget,
     child,
+    claim_template,
     config_volume,
     container_security,
     empty_dir,
-    forwarder_config,
-    forwarder_sidecar,
-    hashed_name,
+    hashed_config_map,
     labels,
+    log_forwarder,
+    service,
+    stateful_set_spec,
     pdb,
     pod_security,
     region_affinity,
@@ -145,25 +147,11 @@ class FhirStore(pulumi.ComponentResource):
             "application.yaml": application_yaml(args),
             "logback.xml": render_template("logback.xml.j2", kit_version=args.kit_version, udp_port=FORWARDER_UDP_PORT),
         }
-        app_name = hashed_name("hapi-fhir", app)
         lbl = labels("fhir", "hapi-fhir", ns, {LABEL_DATA: "true"})
         sel = selector("hapi-fhir", ns)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-hapi-config",
-            metadata={"name": app_name, "namespace": ns, "labels": lbl,
-                      "annotations": {ANN_REQUIREMENTS: "FHIR-01 FHIR-02 FHIR-04 INS-01 INS-02 TRACE-01 TRACE-03"}},
-            data=app,
-            opts=child(self),
-        )
-        fwd = {"rsyslog.conf": forwarder_config(args.kit_version, "fhir", args.audit)}
-        fwd_name = hashed_name("fhir-log-forwarder", fwd)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-fhir-forwarder",
-            metadata={"name": fwd_name, "namespace": ns, "labels": lbl},
-            data=fwd,
-            opts=child(self),
-        )
-        sidecar, sidecar_volumes = forwarder_sidecar(args.syslog_image, fwd_name, args.audit)
+        app_name = hashed_config_map(self, ns, "hapi-fhir", lbl, app, {
+            ANN_REQUIREMENTS: "FHIR-01 FHIR-02 FHIR-04 INS-01 INS-02 TRACE-01 TRACE-03"})
+        sidecar, sidecar_volumes = log_forwarder(self, ns, "fhir", lbl, args.kit_version, args.syslog_image, args.audit)
         db_ca_secret = db.ca_secret or "postgres-server-tls"
         hapi = {
             "name": "hapi-fhir",
@@ -217,13 +205,7 @@ class FhirStore(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        k8s.core.v1.Service(
-            f"{ns}-hapi-fhir-svc",
-            metadata={"name": "hapi-fhir", "namespace": ns, "labels": lbl},
-            spec={"type": "ClusterIP", "selector": sel,
-                  "ports": [{"name": "http", "port": HAPI_PORT, "targetPort": "http", "protocol": "TCP"}]},
-            opts=child(self),
-        )
+        service(self, ns, "hapi-fhir", lbl, sel, [("http", HAPI_PORT, "http")])
         if args.replicas >= 2:
             pdb("hapi-fhir", ns, sel, lbl, self)
         self.register_outputs({"service": f"hapi-fhir.{ns}.svc.cluster.local"})
@@ -236,15 +218,9 @@ class FhirStore(pulumi.ComponentResource):
             "postgresql.conf": postgresql_conf(args.kit_version),
             "pg_hba.conf": pg_hba_conf(args.kit_version, db.name, db.user, args.client_network),
         }
-        conf_name = hashed_name("postgres", conf)
         lbl = labels("fhir", "postgres", ns, {LABEL_DATA: "true"})
         sel = selector("postgres", ns)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-postgres-config",
-            metadata={"name": conf_name, "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: "TLS-01 TLS-02 K8S-08"}},
-            data=conf,
-            opts=child(self),
-        )
+        conf_name = hashed_config_map(self, ns, "postgres", lbl, conf, {ANN_REQUIREMENTS: "TLS-01 TLS-02 K8S-08"})
         container = {
             "name": "postgres",
             "image": db.image,
@@ -269,48 +245,24 @@ class FhirStore(pulumi.ComponentResource):
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
         }
+        pod_spec = {
+            "serviceAccountName": args.database_service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security(fs_group=70),
+            "containers": [container],
+            "volumes": [
+                config_volume("config", conf_name),
+                secret_volume("server-tls", db.server_secret, mode=0o440, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
+                empty_dir("run", "1Mi"),
+                empty_dir("tmp", "256Mi"),
+            ],
+            "affinity": region_affinity(args.region_label, args.regions),
+        }
         k8s.apps.v1.StatefulSet(
             f"{ns}-postgres",
             metadata={"name": "postgres", "namespace": ns, "labels": lbl},
-            spec={
-                "serviceName": "postgres",
-                "replicas": 1,
-                "selector": {"matchLabels": sel},
-                "podManagementPolicy": "OrderedReady",
-                "template": {
-                    "metadata": {"labels": lbl},
-                    "spec": {
-                        "serviceAccountName": args.database_service_account,
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(fs_group=70),
-                        "containers": [container],
-                        "volumes": [
-                            config_volume("config", conf_name),
-                            secret_volume("server-tls", db.server_secret, mode=0o440, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
-                            empty_dir("run", "1Mi"),
-                            empty_dir("tmp", "256Mi"),
-                        ],
-                        "affinity": region_affinity(args.region_label, args.regions),
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data", "labels": {LABEL_DATA: "true"}},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "storageClassName": db.storage_class,
-                            "resources": {"requests": {"storage": db.storage_size}},
-                        },
-                    }
-                ],
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            },
+            spec=stateful_set_spec("postgres", 1, sel, lbl, pod_spec,
+                                   [claim_template("data", db.storage_class, db.storage_size, {LABEL_DATA: "true"})]),
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
-        k8s.core.v1.Service(
-            f"{ns}-postgres-svc",
-            metadata={"name": "postgres", "namespace": ns, "labels": lbl},
-            spec={"type": "ClusterIP", "selector": sel,
-                  "ports": [{"name": "postgres", "port": PG_PORT, "targetPort": "postgres", "protocol": "TCP"}]},
-            opts=child(self),
-        )
+        service(self, ns, "postgres", lbl, sel, [("postgres", PG_PORT, "postgres")])

@@ -19,10 +19,9 @@ from .common import (
     config_volume,
     container_security,
     empty_dir,
-    forwarder_config,
-    forwarder_sidecar,
-    hashed_name,
+    hashed_config_map,
     labels,
+    log_forwarder,
     pdb,
     pod_security,
     render_template,
@@ -30,6 +29,7 @@ from .common import (
     secret_env,
     secret_volume,
     selector,
+    service,
     zone_spread,
 )
 
@@ -155,27 +155,12 @@ class Gateway(pulumi.ComponentResource):
 
         # --- nginx -------------------------------------------------------------------------------
         conf = {"nginx.conf": nginx_conf(args)}
-        conf_name = hashed_name("gateway-nginx", conf)
         gw_labels = labels("gateway", "gateway", ns)
         gw_sel = selector("gateway", ns)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-gateway-nginx",
-            metadata={
-                "name": conf_name, "namespace": ns, "labels": gw_labels,
-                "annotations": {f"socle.esante.fr/routes": route_index(args.routes), ANN_REQUIREMENTS: "TLS-01 TLS-02 TLS-03 API-01 GW-01 GW-03 GW-04 GW-05 GW-06"},
-            },
-            data=conf,
-            opts=child(self),
-        )
-        fwd = {"rsyslog.conf": forwarder_config(args.kit_version, "gateway", args.audit)}
-        fwd_name = hashed_name("gateway-log-forwarder", fwd)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-gateway-forwarder",
-            metadata={"name": fwd_name, "namespace": ns, "labels": gw_labels},
-            data=fwd,
-            opts=child(self),
-        )
-        sidecar, sidecar_volumes = forwarder_sidecar(args.syslog_image, fwd_name, args.audit)
+        conf_name = hashed_config_map(self, ns, "gateway-nginx", gw_labels, conf, {
+            "socle.esante.fr/routes": route_index(args.routes),
+            ANN_REQUIREMENTS: "TLS-01 TLS-02 TLS-03 API-01 GW-01 GW-03 GW-04 GW-05 GW-06"})
+        sidecar, sidecar_volumes = log_forwarder(self, ns, "gateway", gw_labels, args.kit_version, args.syslog_image, args.audit)
         nginx = {
             "name": "nginx",
             "image": args.image,
@@ -224,23 +209,8 @@ class Gateway(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        k8s.core.v1.Service(
-            f"{ns}-gateway-svc",
-            metadata={
-                "name": "gateway", "namespace": ns, "labels": gw_labels,
-                "annotations": {ANN_REQUIREMENTS: "K8S-07 TLS-03"},
-            },
-            spec={
-                "type": args.service_type,
-                "selector": gw_sel,
-                "ports": [
-                    {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                    {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"},
-                ],
-                **({"externalTrafficPolicy": "Local"} if args.service_type == "LoadBalancer" else {}),
-            },
-            opts=child(self),
-        )
+        service(self, ns, "gateway", gw_labels, gw_sel, [("http", 80, "http"), ("https", 443, "https")],
+                args.service_type, {ANN_REQUIREMENTS: "K8S-07 TLS-03"})
 
         # --- oauth2-proxy (Pro Santé Connect) -----------------------------------------------------
         cookie = random.RandomPassword(f"{ns}-oauth2-cookie-secret", length=32, special=False, opts=child(self))
@@ -253,16 +223,10 @@ class Gateway(pulumi.ComponentResource):
             opts=child(self),
         )
         o2 = {"oauth2-proxy.cfg": oauth2_proxy_cfg(args)}
-        o2_name = hashed_name("oauth2-proxy", o2)
         o2_labels = labels("gateway", "oauth2-proxy", ns)
         o2_sel = selector("oauth2-proxy", ns)
-        k8s.core.v1.ConfigMap(
-            f"{ns}-oauth2-proxy-config",
-            metadata={"name": o2_name, "namespace": ns, "labels": o2_labels,
-                      "annotations": {ANN_REQUIREMENTS: "PSC-01 PSC-02 PSC-03 PSC-04 PSC-05 API-03 API-04"}},
-            data=o2,
-            opts=child(self),
-        )
+        o2_name = hashed_config_map(self, ns, "oauth2-proxy", o2_labels, o2, {
+            ANN_REQUIREMENTS: "PSC-01 PSC-02 PSC-03 PSC-04 PSC-05 API-03 API-04"})
         o2_container = {
             "name": "oauth2-proxy",
             "image": args.oauth2_proxy_image,
@@ -301,13 +265,7 @@ class Gateway(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        k8s.core.v1.Service(
-            f"{ns}-oauth2-proxy-svc",
-            metadata={"name": "oauth2-proxy", "namespace": ns, "labels": o2_labels},
-            spec={"type": "ClusterIP", "selector": o2_sel,
-                  "ports": [{"name": "http", "port": OAUTH2_PORT, "targetPort": "http", "protocol": "TCP"}]},
-            opts=child(self),
-        )
+        service(self, ns, "oauth2-proxy", o2_labels, o2_sel, [("http", OAUTH2_PORT, "http")])
         if production:
             pdb("gateway", ns, gw_sel, gw_labels, self)
             pdb("oauth2-proxy", ns, o2_sel, o2_labels, self)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s

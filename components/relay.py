@@ -14,13 +14,15 @@ from .common import (
     ANN_REQUIREMENTS,
     AuditTarget,
     child,
+    claim_template,
     config_volume,
     container_security,
     empty_dir,
-    forwarder_config,
-    forwarder_sidecar,
-    hashed_name,
+    hashed_config_map,
     labels,
+    log_forwarder,
+    service,
+    stateful_set_spec,
     pdb,
     pod_security,
     region_affinity,
@@ -124,39 +126,22 @@ class Relay(pulumi.ComponentResource):
         super().__init__("socle:mss:Relay", name, None, opts)
         ns = args.namespace
         conf = {"main.cf": main_cf(args), "master.cf": master_cf(args)}
-        conf_name = hashed_name("postfix", conf)
         maps = relay_maps(args)
-        maps_name = hashed_name("postfix-maps", maps)
         refresh = {
             "refresh-domains.sh": render_template(
                 "refresh-domains.sh.j2", kit_version=args.kit_version, maps_dir="/var/lib/socle/maps",
                 url=args.domain_list_url, interval_seconds=args.refresh_interval_seconds,
             )
         }
-        refresh_name = hashed_name("mss-domain-refresh", refresh)
         lbl = labels("relay", "postfix", ns)
         sel = selector("postfix", ns)
-        for logical, cm_name, data, reqs in (
-            ("postfix-config", conf_name, conf, "MSS-01 MSS-02 MSS-03 MSS-04 MSS-06 MSS-07"),
-            ("postfix-maps", maps_name, maps, "MSS-05"),
-            ("domain-refresh", refresh_name, refresh, "MSS-05"),
-        ):
-            k8s.core.v1.ConfigMap(
-                f"{ns}-{logical}",
-                metadata={"name": cm_name, "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: reqs}},
-                data=data,
-                opts=child(self),
-            )
-        fwd = {
-            "rsyslog.conf": forwarder_config(
-                args.kit_version, "relay", args.audit, files=[{"path": "/var/log/postfix/maillog", "tag": "postfix:"}]
-            )
-        }
-        fwd_name = hashed_name("relay-log-forwarder", fwd)
-        k8s.core.v1.ConfigMap(f"{ns}-relay-forwarder", metadata={"name": fwd_name, "namespace": ns, "labels": lbl},
-                              data=fwd, opts=child(self))
-        sidecar, sidecar_volumes = forwarder_sidecar(
-            args.syslog_image, fwd_name, args.audit, extra_mounts=[{"name": "maillog", "mountPath": "/var/log/postfix", "readOnly": True}]
+        conf_name = hashed_config_map(self, ns, "postfix", lbl, conf, {ANN_REQUIREMENTS: "MSS-01 MSS-02 MSS-03 MSS-04 MSS-06 MSS-07"})
+        maps_name = hashed_config_map(self, ns, "postfix-maps", lbl, maps, {ANN_REQUIREMENTS: "MSS-05"})
+        refresh_name = hashed_config_map(self, ns, "mss-domain-refresh", lbl, refresh, {ANN_REQUIREMENTS: "MSS-05"})
+        sidecar, sidecar_volumes = log_forwarder(
+            self, ns, "relay", lbl, args.kit_version, args.syslog_image, args.audit,
+            files=[{"path": "/var/log/postfix/maillog", "tag": "postfix:"}],
+            extra_mounts=[{"name": "maillog", "mountPath": "/var/log/postfix", "readOnly": True}],
         )
         postfix = {
             "name": "postfix",
@@ -203,62 +188,38 @@ class Relay(pulumi.ComponentResource):
                 {"name": "maps", "mountPath": "/var/lib/socle/maps"},
             ],
         }
+        pod_spec = {
+            "serviceAccountName": args.service_account,
+            "automountServiceAccountToken": False,
+            "hostUsers": False,
+            "securityContext": pod_security(fs_group=65534, non_root=False),
+            "initContainers": [seed_maps],
+            "containers": [postfix, refresher, sidecar],
+            "volumes": [
+                config_volume("config", conf_name),
+                config_volume("maps-seed", maps_name),
+                config_volume("refresh", refresh_name),
+                empty_dir("maps", "16Mi"),
+                empty_dir("data", "64Mi"),
+                empty_dir("maillog", "256Mi"),
+                secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
+                secret_volume("client-tls", args.client_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
+                secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
+                *sidecar_volumes,
+            ],
+            "affinity": region_affinity(args.region_label, args.regions),
+        }
         k8s.apps.v1.StatefulSet(
             f"{ns}-postfix",
             metadata={"name": "postfix", "namespace": ns, "labels": lbl,
                       "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION,
                                       "socle.esante.fr/mailbox-purge-days": str(args.mailbox_purge_days)}},
-            spec={
-                "serviceName": "postfix",
-                "replicas": args.replicas,
-                "selector": {"matchLabels": sel},
-                "podManagementPolicy": "Parallel",
-                "template": {
-                    "metadata": {"labels": lbl, "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION}},
-                    "spec": {
-                        "serviceAccountName": args.service_account,
-                        "automountServiceAccountToken": False,
-                        "hostUsers": False,
-                        "securityContext": pod_security(fs_group=65534, non_root=False),
-                        "initContainers": [seed_maps],
-                        "containers": [postfix, refresher, sidecar],
-                        "volumes": [
-                            config_volume("config", conf_name),
-                            config_volume("maps-seed", maps_name),
-                            config_volume("refresh", refresh_name),
-                            empty_dir("maps", "16Mi"),
-                            empty_dir("data", "64Mi"),
-                            empty_dir("maillog", "256Mi"),
-                            secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
-                            secret_volume("client-tls", args.client_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
-                            secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
-                            *sidecar_volumes,
-                        ],
-                        "affinity": region_affinity(args.region_label, args.regions),
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "queue"},
-                        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": args.storage_class,
-                                 "resources": {"requests": {"storage": args.queue_size}}},
-                    }
-                ],
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
-            },
+            spec=stateful_set_spec("postfix", args.replicas, sel, lbl, pod_spec,
+                                   [claim_template("queue", args.storage_class, args.queue_size)],
+                                   pod_annotations={ANN_PSS_EXCEPTION: PSS_EXCEPTION}, parallel=True),
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
-        k8s.core.v1.Service(
-            f"{ns}-postfix-svc",
-            metadata={"name": "postfix", "namespace": ns, "labels": lbl, "annotations": {ANN_REQUIREMENTS: "K8S-07 MSS-01"}},
-            spec={
-                "type": args.service_type,
-                "selector": sel,
-                "ports": [{"name": "smtp", "port": 25, "targetPort": "smtp", "protocol": "TCP"}],
-                **({"externalTrafficPolicy": "Local"} if args.service_type == "LoadBalancer" else {}),
-            },
-            opts=child(self),
-        )
+        service(self, ns, "postfix", lbl, sel, [("smtp", 25, "smtp")], args.service_type, {ANN_REQUIREMENTS: "K8S-07 MSS-01"})
         if args.replicas >= 2:
             pdb("postfix", ns, sel, lbl, self)
         self.register_outputs({})

@@ -5,7 +5,7 @@ from typing import Literal, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from .common import ANN_REQUIREMENTS, KIT, PART_OF, KubernetesObject, child
 

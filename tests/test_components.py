@@ -9,7 +9,7 @@ from components.fhir import DatabaseArgs, FhirArgs, FhirStore
 from components.gateway import Gateway, GatewayArgs, Route
 from components.pki import BundleSpec, DemoPki, LeafSpec
 from components.relay import Relay, RelayArgs
-from components.storage import BackupArgs, HdsStorage, StorageArgs, StorageProfile, ceph_rbd_profile, scaleway_profile
+from components.storage import BackupArgs, HdsStorage, StorageArgs, ceph_rbd_profile, scaleway_profile
 from components.zone import Zone, ZoneArgs
 from socle.render import run_under_mocks
 
