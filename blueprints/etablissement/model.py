@@ -390,6 +390,6 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
         for key in ("cluster_id", "pool", "kms_id"):
             if not getattr(p.storage.ceph_rbd, key):
                 out.append((f"storage.ceph_rbd.{key}", "HDS-04: required by the ceph-rbd profile"))
-    if p.hosting.provider_profile == "generic-csi" and p.storage.generic_csi.provisioner.endswith(".invalid"):
+    if p.hosting.provider_profile == "generic-csi" and p.storage.generic_csi.provisioner.endswith((".invalid", ".test", ".example")):
         out.append(("storage.generic_csi.provisioner", "HDS-04: name the real CSI driver of the cluster"))
     return out
