@@ -21,7 +21,7 @@ from .common import (
     labels,
     service,
     stateful_set_spec,
-    pod_security,
+    pod_identity,
     region_affinity,
     render_template,
     resources_spec,
@@ -112,9 +112,7 @@ class AuditLog(pulumi.ComponentResource):
             ],
         }
         pod_spec = {
-            "serviceAccountName": args.service_account,
-            "automountServiceAccountToken": False,
-            "securityContext": pod_security(fs_group=10514),
+            **pod_identity(args.service_account, fs_group=10514),
             "containers": [rsyslog, sealer],
             "volumes": [
                 config_volume("config", conf_name),

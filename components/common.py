@@ -117,6 +117,15 @@ def pod_security(fs_group: int | None = None, non_root: bool = True) -> dict[str
     return ctx
 
 
+def pod_identity(service_account: str, fs_group: int | None = None, non_root: bool = True) -> dict[str, Any]:
+    """Who a pod runs as: its own ServiceAccount, no API token mounted (K8S-06), the pod security context."""
+    return {
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security(fs_group=fs_group, non_root=non_root),
+    }
+
+
 def resources_spec(requests_cpu: str, requests_mem: str, limits_cpu: str, limits_mem: str) -> dict[str, Any]:
     return {
         "requests": {"cpu": requests_cpu, "memory": requests_mem},

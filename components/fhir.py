@@ -26,7 +26,7 @@ from .common import (
     service,
     stateful_set_spec,
     pdb,
-    pod_security,
+    pod_identity,
     region_affinity,
     render_template,
     resources_spec,
@@ -187,9 +187,7 @@ class FhirStore(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": lbl},
                     "spec": {
-                        "serviceAccountName": args.service_account,
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(fs_group=65532),
+                        **pod_identity(args.service_account, fs_group=65532),
                         "containers": [hapi, sidecar],
                         "volumes": [
                             config_volume("config", app_name),
@@ -246,9 +244,7 @@ class FhirStore(pulumi.ComponentResource):
             ],
         }
         pod_spec = {
-            "serviceAccountName": args.database_service_account,
-            "automountServiceAccountToken": False,
-            "securityContext": pod_security(fs_group=70),
+            **pod_identity(args.database_service_account, fs_group=70),
             "containers": [container],
             "volumes": [
                 config_volume("config", conf_name),

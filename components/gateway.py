@@ -23,7 +23,7 @@ from .common import (
     labels,
     log_forwarder,
     pdb,
-    pod_security,
+    pod_identity,
     render_template,
     resources_spec,
     secret_env,
@@ -192,9 +192,7 @@ class Gateway(pulumi.ComponentResource):
             *sidecar_volumes,
         ]
         pod_spec = {
-            "serviceAccountName": args.service_account,
-            "automountServiceAccountToken": False,
-            "securityContext": pod_security(fs_group=101),
+            **pod_identity(args.service_account, fs_group=101),
             "containers": [nginx, sidecar],
             "volumes": volumes,
             "topologySpreadConstraints": zone_spread(gw_sel),
@@ -251,9 +249,7 @@ class Gateway(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": o2_labels},
                     "spec": {
-                        "serviceAccountName": args.oauth2_service_account,
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(),
+                        **pod_identity(args.oauth2_service_account),
                         "containers": [o2_container],
                         "volumes": [
                             config_volume("config", o2_name),

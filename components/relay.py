@@ -24,7 +24,7 @@ from .common import (
     service,
     stateful_set_spec,
     pdb,
-    pod_security,
+    pod_identity,
     region_affinity,
     render_template,
     resources_spec,
@@ -189,10 +189,9 @@ class Relay(pulumi.ComponentResource):
             ],
         }
         pod_spec = {
-            "serviceAccountName": args.service_account,
-            "automountServiceAccountToken": False,
+            **pod_identity(args.service_account, fs_group=65534, non_root=False),
             "hostUsers": False,
-            "securityContext": pod_security(fs_group=65534, non_root=False),
+
             "initContainers": [seed_maps],
             "containers": [postfix, refresher, sidecar],
             "volumes": [
