@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Iterable, Mapping, Sequence
 
 import jinja2
@@ -24,8 +23,6 @@ INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
 # Annotations and labels read by the audit controls (socle/controls): keep them stable.
-ANN_SENSITIVITY = f"{LABEL_PREFIX}/sensitivity"
-ANN_OWNER = f"{LABEL_PREFIX}/owner-group"
 ANN_REQUIREMENTS = f"{LABEL_PREFIX}/requirements"
 ANN_PSS_EXCEPTION = f"{LABEL_PREFIX}/pod-security-exception"
 LABEL_BLOCK = f"{LABEL_PREFIX}/block"
@@ -44,10 +41,6 @@ _env = jinja2.Environment(
 def render_template(name: str, **context: Any) -> str:
     """Render a config-file template shipped in components/templates (StrictUndefined: a missing key fails)."""
     return _env.get_template(name).render(**context)
-
-
-def template_names() -> list[str]:
-    return sorted(p.name for p in resources.files("components").joinpath("templates").iterdir() if p.name.endswith(".j2"))
 
 
 def content_hash(data: Mapping[str, str], length: int = 10) -> str:

@@ -9,7 +9,6 @@ import kubernetes_validate
 from cloudcoil.models.velero import v1 as velero_v1
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .constants import SUPPORTED_KUBERNETES
 
 
 class _ObjectMeta(BaseModel):
@@ -82,7 +81,3 @@ def validate_object(obj: dict[str, Any], kubernetes_version: str) -> list[str]:
         return [f"{'.'.join(map(str, exc.path))}: {exc.message}"]
     except kubernetes_validate.InvalidSchemaError as exc:  # pragma: no cover - a broken wheel
         return [f"invalid schema: {exc}"]
-
-
-def supported_range() -> tuple[str, str]:
-    return SUPPORTED_KUBERNETES[0], SUPPORTED_KUBERNETES[-1]
