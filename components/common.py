@@ -27,6 +27,12 @@ ANN_REQUIREMENTS = f"{LABEL_PREFIX}/requirements"
 ANN_PSS_EXCEPTION = f"{LABEL_PREFIX}/pod-security-exception"
 LABEL_BLOCK = f"{LABEL_PREFIX}/block"
 LABEL_DATA = f"{LABEL_PREFIX}/health-data"
+# Stamped on every namespace of the kit so an audit of a snapshot or a live cluster knows what it looks at.
+LABEL_PROFILE = f"{LABEL_PREFIX}/profile"
+ANN_BLUEPRINT = f"{LABEL_PREFIX}/blueprint"
+ANN_KIT_VERSION = f"{LABEL_PREFIX}/kit-version"
+ANN_ALLOWED_REGISTRIES = f"{LABEL_PREFIX}/allowed-registries"
+ANN_REGION_COUNTRIES = f"{LABEL_PREFIX}/region-countries"
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("components", "templates"),
@@ -229,12 +235,14 @@ def forwarder_config(kit_version: str, source: str, target: AuditTarget, files: 
     )
 
 
-def forwarder_sidecar(image: str, config_map: str, target: AuditTarget, extra_mounts: Sequence[Mapping[str, Any]] = ()) -> tuple[dict, list[dict]]:
+def forwarder_sidecar(image: str, config_map: str, target: AuditTarget, extra_mounts: Sequence[Mapping[str, Any]] = (),
+                      run_as_user: int = 10514) -> tuple[dict, list[dict]]:
+    """The rsyslog sidecar; `run_as_user` is the uid of the process whose log files it reads (0600 files)."""
     container = {
         "name": "log-forwarder",
         "image": image,
         "args": ["rsyslogd", "-n", "-f", "/etc/socle/rsyslog/rsyslog.conf", "-i", "/var/spool/rsyslog/rsyslogd.pid"],
-        "securityContext": container_security(run_as_user=10514),
+        "securityContext": container_security(run_as_user=run_as_user),
         "resources": resources_spec("20m", "32Mi", "200m", "128Mi"),
         "volumeMounts": [
             {"name": "forwarder-config", "mountPath": "/etc/socle/rsyslog", "readOnly": True},
@@ -277,11 +285,11 @@ def hashed_config_map(parent: pulumi.Resource, namespace: str, base: str, lbl: M
 
 def log_forwarder(parent: pulumi.Resource, namespace: str, source: str, lbl: Mapping[str, str], kit_version: str,
                   image: str, target: AuditTarget, files: Sequence[Mapping[str, str]] = (),
-                  extra_mounts: Sequence[Mapping[str, Any]] = ()) -> tuple[dict, list[dict]]:
+                  extra_mounts: Sequence[Mapping[str, Any]] = (), run_as_user: int = 10514) -> tuple[dict, list[dict]]:
     """The forwarder ConfigMap of one workload, and the sidecar container and volumes that use it."""
     data = {"rsyslog.conf": forwarder_config(kit_version, source, target, files)}
     name = hashed_config_map(parent, namespace, f"{source}-log-forwarder", lbl, data)
-    return forwarder_sidecar(image, name, target, extra_mounts)
+    return forwarder_sidecar(image, name, target, extra_mounts, run_as_user)
 
 
 def claim_template(name: str, storage_class: str, size: str, lbl: Mapping[str, str] | None = None) -> dict[str, Any]:

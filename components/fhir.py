@@ -38,6 +38,8 @@ from .common import (
 
 HAPI_PORT = 8080
 PG_PORT = 5432
+PG_UID = 70
+PG_LOG_DIR = "/var/log/postgresql"
 FR_CORE_VERSION = "2.1.0"
 
 
@@ -111,7 +113,7 @@ def postgresql_conf(kit_version: str, *, listen_addresses: str = "*", port: int 
         kit_version=kit_version,
         listen_addresses=listen_addresses,
         port=port,
-        paths={"socket": "/var/run/postgresql", "server_tls": "/etc/socle/tls/server", **(paths or {})},
+        paths={"socket": "/var/run/postgresql", "server_tls": "/etc/socle/tls/server", "log": PG_LOG_DIR, **(paths or {})},
         tls12_ciphers=":".join(TLS12_AEAD_SUITES),
     )
 
@@ -218,7 +220,12 @@ class FhirStore(pulumi.ComponentResource):
         }
         lbl = labels("fhir", "postgres", ns, {LABEL_DATA: "true"})
         sel = selector("postgres", ns)
-        conf_name = hashed_config_map(self, ns, "postgres", lbl, conf, {ANN_REQUIREMENTS: "TLS-01 TLS-02 K8S-08"})
+        conf_name = hashed_config_map(self, ns, "postgres", lbl, conf, {ANN_REQUIREMENTS: "TLS-01 TLS-02 K8S-08 TRACE-01"})
+        # TRACE-01: the forwarder runs as postgres's uid to read its 0600 log files.
+        sidecar, sidecar_volumes = log_forwarder(
+            self, ns, "postgres", lbl, args.kit_version, args.syslog_image, args.audit,
+            files=[{"path": f"{PG_LOG_DIR}/postgresql-*.log", "tag": "postgres"}],
+            extra_mounts=[{"name": "logs", "mountPath": PG_LOG_DIR, "readOnly": True}], run_as_user=PG_UID)
         container = {
             "name": "postgres",
             "image": db.image,
@@ -231,7 +238,7 @@ class FhirStore(pulumi.ComponentResource):
                 {"name": "POSTGRES_INITDB_ARGS", "value": "--auth-local=scram-sha-256 --auth-host=scram-sha-256"},
             ],
             "ports": [{"name": "postgres", "containerPort": PG_PORT, "protocol": "TCP"}],
-            "securityContext": container_security(run_as_user=70),
+            "securityContext": container_security(run_as_user=PG_UID),
             "resources": resources_spec("250m", "512Mi", "1", "1Gi"),
             "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "/var/run/postgresql", "-p", str(PG_PORT)]}, "periodSeconds": 10},
             "livenessProbe": {"exec": {"command": ["pg_isready", "-h", "/var/run/postgresql", "-p", str(PG_PORT)]}, "periodSeconds": 30},
@@ -241,16 +248,19 @@ class FhirStore(pulumi.ComponentResource):
                 {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},
                 {"name": "run", "mountPath": "/var/run/postgresql"},
                 {"name": "tmp", "mountPath": "/tmp"},
+                {"name": "logs", "mountPath": PG_LOG_DIR},
             ],
         }
         pod_spec = {
-            **pod_identity(args.database_service_account, fs_group=70),
-            "containers": [container],
+            **pod_identity(args.database_service_account, fs_group=PG_UID),
+            "containers": [container, sidecar],
             "volumes": [
                 config_volume("config", conf_name),
                 secret_volume("server-tls", db.server_secret, mode=0o440, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
                 empty_dir("run", "1Mi"),
                 empty_dir("tmp", "256Mi"),
+                empty_dir("logs", "512Mi"),
+                *sidecar_volumes,
             ],
             "affinity": region_affinity(args.region_label, args.regions),
         }

@@ -37,6 +37,9 @@ HTTP_PORT = 8080
 HTTPS_PORT = 8443
 OAUTH2_PORT = 4180
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+O2_LOG_DIR = "/var/log/oauth2-proxy"
+O2_UID = 65532
+NGINX_UID = 101
 
 
 class Route(BaseModel):
@@ -69,6 +72,9 @@ class GatewayArgs(BaseModel):
     server_secret: str
     trust_bundle_secret: str
     crl_secret: str
+    crl_urls: Sequence[str] = ()  # PKI-02: CRL distribution points; empty: the CRL Secret is used as is
+    crl_refresh_seconds: int = 3600
+    tools_image: str
     psc_issuer: str
     psc_client_id: str
     psc_client_secret: str
@@ -126,12 +132,18 @@ def oauth2_proxy_cfg(args: GatewayArgs, *, listen: str = f"0.0.0.0:{OAUTH2_PORT}
         listen=listen,
         issuer=args.psc_issuer,
         client_id=args.psc_client_id,
-        paths={"client_secret": "/etc/socle/psc", **(paths or {})},
+        paths={"client_secret": "/etc/socle/psc", "log": O2_LOG_DIR, **(paths or {})},
         scope=PSC_SCOPE,
         acr=PSC_ACR,
         redirect_host=args.psc_redirect_host,
         session_lifetime=args.session_lifetime,
     )
+
+
+def crl_refresh_script(args: GatewayArgs, *, crl_file: str = "/etc/socle/tls/crl/crl.pem",
+                       pid_file: str = "/var/run/socle/nginx.pid") -> str:
+    return render_template("crl-refresh.sh.j2", kit_version=args.kit_version, urls=list(args.crl_urls), crl_file=crl_file,
+                           pid_file=pid_file, interval_seconds=args.crl_refresh_seconds)
 
 
 def route_index(routes: Sequence[Route]) -> str:
@@ -169,7 +181,7 @@ class Gateway(pulumi.ComponentResource):
                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
                 {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
             ],
-            "securityContext": container_security(run_as_user=101),
+            "securityContext": container_security(run_as_user=NGINX_UID),
             "resources": resources_spec("100m", "128Mi", "1", "256Mi"),
             "readinessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 10},
             "livenessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 20, "failureThreshold": 3},
@@ -188,12 +200,54 @@ class Gateway(pulumi.ComponentResource):
             empty_dir("cache", "256Mi"),
             secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]),
             secret_volume("trust-bundle", args.trust_bundle_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
-            secret_volume("crl", args.crl_secret, mode=0o444, items=[("crl.pem", "crl.pem")]),
             *sidecar_volumes,
         ]
+        containers = [nginx, sidecar]
+        pod_extra: dict = {}
+        if args.crl_urls:
+            # PKI-02: the CRL lives in an emptyDir seeded from the Secret; a sidecar refreshes it from the
+            # distribution points and signals NGINX (same uid, shared process namespace) to reload it.
+            refresh_name = hashed_config_map(self, ns, "gateway-crl-refresh", gw_labels,
+                                             {"crl-refresh.sh": crl_refresh_script(args)}, {ANN_REQUIREMENTS: "PKI-02"})
+            volumes += [
+                secret_volume("crl-seed", args.crl_secret, mode=0o444, items=[("crl.pem", "crl.pem")]),
+                empty_dir("crl", "16Mi"),
+                config_volume("crl-refresh", refresh_name),
+                empty_dir("crl-tmp", "16Mi"),
+            ]
+            pod_extra = {
+                "shareProcessNamespace": True,
+                "initContainers": [{
+                    "name": "crl-seed",
+                    "image": args.tools_image,
+                    "command": ["cp", "/etc/socle/tls/crl-seed/crl.pem", "/etc/socle/tls/crl/crl.pem"],
+                    "securityContext": container_security(run_as_user=NGINX_UID),
+                    "resources": resources_spec("10m", "16Mi", "100m", "32Mi"),
+                    "volumeMounts": [
+                        {"name": "crl-seed", "mountPath": "/etc/socle/tls/crl-seed", "readOnly": True},
+                        {"name": "crl", "mountPath": "/etc/socle/tls/crl"},
+                    ],
+                }],
+            }
+            containers.append({
+                "name": "crl-refresh",
+                "image": args.tools_image,
+                "command": ["sh", "/etc/socle/crl-refresh/crl-refresh.sh"],
+                "securityContext": container_security(run_as_user=NGINX_UID),
+                "resources": resources_spec("10m", "16Mi", "100m", "64Mi"),
+                "volumeMounts": [
+                    {"name": "crl-refresh", "mountPath": "/etc/socle/crl-refresh", "readOnly": True},
+                    {"name": "crl", "mountPath": "/etc/socle/tls/crl"},
+                    {"name": "run", "mountPath": "/var/run/socle", "readOnly": True},
+                    {"name": "crl-tmp", "mountPath": "/tmp"},
+                ],
+            })
+        else:
+            volumes.append(secret_volume("crl", args.crl_secret, mode=0o444, items=[("crl.pem", "crl.pem")]))
         pod_spec = {
-            **pod_identity(args.service_account, fs_group=101),
-            "containers": [nginx, sidecar],
+            **pod_identity(args.service_account, fs_group=NGINX_UID),
+            **pod_extra,
+            "containers": containers,
             "volumes": volumes,
             "topologySpreadConstraints": zone_spread(gw_sel),
         }
@@ -231,15 +285,21 @@ class Gateway(pulumi.ComponentResource):
             "args": ["--config=/etc/socle/oauth2-proxy/oauth2-proxy.cfg"],
             "env": [secret_env("OAUTH2_PROXY_COOKIE_SECRET", cookie_secret_name, "cookie-secret")],
             "ports": [{"name": "http", "containerPort": OAUTH2_PORT, "protocol": "TCP"}],
-            "securityContext": container_security(run_as_user=65532),
+            "securityContext": container_security(run_as_user=O2_UID),
             "resources": resources_spec("50m", "64Mi", "500m", "128Mi"),
             "readinessProbe": {"httpGet": {"path": "/ready", "port": OAUTH2_PORT}, "periodSeconds": 10},
             "livenessProbe": {"httpGet": {"path": "/ping", "port": OAUTH2_PORT}, "periodSeconds": 20},
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/socle/oauth2-proxy", "readOnly": True},
                 {"name": "psc-client", "mountPath": "/etc/socle/psc", "readOnly": True},
+                {"name": "logs", "mountPath": O2_LOG_DIR},
             ],
         }
+        # TRACE-01: the forwarder runs as oauth2-proxy's uid to read its 0600 log file.
+        o2_sidecar, o2_sidecar_volumes = log_forwarder(
+            self, ns, "oauth2-proxy", o2_labels, args.kit_version, args.syslog_image, args.audit,
+            files=[{"path": f"{O2_LOG_DIR}/oauth2-proxy.log", "tag": "oauth2-proxy"}],
+            extra_mounts=[{"name": "logs", "mountPath": O2_LOG_DIR, "readOnly": True}], run_as_user=O2_UID)
         k8s.apps.v1.Deployment(
             f"{ns}-oauth2-proxy",
             metadata={"name": "oauth2-proxy", "namespace": ns, "labels": o2_labels},
@@ -249,11 +309,13 @@ class Gateway(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": o2_labels},
                     "spec": {
-                        **pod_identity(args.oauth2_service_account),
-                        "containers": [o2_container],
+                        **pod_identity(args.oauth2_service_account, fs_group=O2_UID),
+                        "containers": [o2_container, o2_sidecar],
                         "volumes": [
                             config_volume("config", o2_name),
                             secret_volume("psc-client", args.psc_client_secret, items=[("client-secret", "client-secret")]),
+                            empty_dir("logs", "256Mi"),
+                            *o2_sidecar_volumes,
                         ],
                         "topologySpreadConstraints": zone_spread(o2_sel),
                     },

@@ -1,13 +1,14 @@
 """HDS storage: encrypted StorageClass (Retain) by provider profile, VolumeSnapshotClass, Velero backups."""
 from __future__ import annotations
 
+import json
 from typing import Literal, Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
-from .common import ANN_REQUIREMENTS, KIT, PART_OF, KubernetesObject, child
+from .common import ANN_REGION_COUNTRIES, ANN_REQUIREMENTS, KIT, PART_OF, KubernetesObject, child
 
 HEALTH_DATA_CLASS = "socle-health-data"
 
@@ -45,6 +46,7 @@ class StorageArgs(BaseModel):
     profile: StorageProfile
     region_label: str
     regions: Sequence[str]
+    region_countries: Mapping[str, str]  # region name -> ISO country, declared for HDS-01 audits
     backup: BackupArgs | None
     protect: bool = False
 
@@ -97,7 +99,8 @@ class HdsStorage(pulumi.ComponentResource):
                 "name": HEALTH_DATA_CLASS,
                 "labels": {**lbl, "socle.esante.fr/encrypted": "true" if prof.encrypted else "false",
                            "socle.esante.fr/storage-profile": prof.name},
-                "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-04"},
+                "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-04",
+                                ANN_REGION_COUNTRIES: json.dumps(dict(sorted(args.region_countries.items())), separators=(",", ":"))},
             },
             provisioner=prof.provisioner,
             parameters=dict(prof.parameters),

@@ -7,7 +7,19 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import ANN_PSS_EXCEPTION, Flow, LABEL_BLOCK, PART_OF, KIT, child, ns_selector
+from .common import (
+    ANN_ALLOWED_REGISTRIES,
+    ANN_BLUEPRINT,
+    ANN_KIT_VERSION,
+    ANN_PSS_EXCEPTION,
+    KIT,
+    LABEL_BLOCK,
+    LABEL_PROFILE,
+    PART_OF,
+    Flow,
+    child,
+    ns_selector,
+)
 
 
 class ZoneArgs(BaseModel):
@@ -15,6 +27,10 @@ class ZoneArgs(BaseModel):
 
     namespace: str
     block: str
+    profile: Literal["dev", "production"]
+    blueprint: str  # "NAME VERSION" of the blueprint that made the zone
+    kit_version: str
+    allowed_registries: Sequence[str]
     service_accounts: Sequence[str] = ()
     flows: Sequence[Flow] = ()
     quota_cpu: str = "8"
@@ -58,6 +74,7 @@ class Zone(pulumi.ComponentResource):
             "kubernetes.io/metadata.name": ns,
             PART_OF: KIT,
             LABEL_BLOCK: args.block,
+            LABEL_PROFILE: args.profile,
             "pod-security.kubernetes.io/enforce": args.pod_security,
             "pod-security.kubernetes.io/enforce-version": "latest",
             "pod-security.kubernetes.io/audit": "restricted",
@@ -65,7 +82,13 @@ class Zone(pulumi.ComponentResource):
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/warn-version": "latest",
         }
-        annotations = {ANN_PSS_EXCEPTION: args.pod_security_exception} if args.pod_security_exception else {}
+        annotations = {
+            ANN_BLUEPRINT: args.blueprint,
+            ANN_KIT_VERSION: args.kit_version,
+            ANN_ALLOWED_REGISTRIES: " ".join(args.allowed_registries),
+        }
+        if args.pod_security_exception:
+            annotations[ANN_PSS_EXCEPTION] = args.pod_security_exception
         self.namespace = k8s.core.v1.Namespace(
             f"{ns}-namespace",
             metadata={"name": ns, "labels": labels, "annotations": annotations},

@@ -47,3 +47,33 @@ EEA_COUNTRIES = frozenset(
 RETENTION_FLOOR_DAYS = 183  # TRACE-01 / MSS-07
 RETENTION_DEFAULT_DAYS = 365
 HSTS_MIN_MAX_AGE = 31536000  # TLS-03
+
+# What an audit reads from a live cluster, one LIST per kind: (API group, version, plural, kind, namespaced).
+# The auditor ClusterRole (K8S-10) grants get/list/watch on exactly these; Secrets are never read.
+AUDITED_RESOURCES = (
+    ("", "v1", "namespaces", "Namespace", False),
+    ("", "v1", "pods", "Pod", True),
+    ("", "v1", "services", "Service", True),
+    ("", "v1", "configmaps", "ConfigMap", True),
+    ("", "v1", "serviceaccounts", "ServiceAccount", True),
+    ("", "v1", "resourcequotas", "ResourceQuota", True),
+    ("", "v1", "limitranges", "LimitRange", True),
+    ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    ("apps", "v1", "deployments", "Deployment", True),
+    ("apps", "v1", "statefulsets", "StatefulSet", True),
+    ("apps", "v1", "daemonsets", "DaemonSet", True),
+    ("apps", "v1", "replicasets", "ReplicaSet", True),
+    ("batch", "v1", "jobs", "Job", True),
+    ("batch", "v1", "cronjobs", "CronJob", True),
+    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress", True),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
+    ("storage.k8s.io", "v1", "storageclasses", "StorageClass", False),
+    ("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass", False),
+    ("velero.io", "v1", "backupstoragelocations", "BackupStorageLocation", True),
+    ("velero.io", "v1", "schedules", "Schedule", True),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+)

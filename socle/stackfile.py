@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from blueprints import Blueprint, registry
 
 CONFIG_NS = "socle"
-KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params"}
+KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit"}
 # Other config namespaces a stack may carry (provider settings read by Pulumi itself).
 FOREIGN_NAMESPACES = {"kubernetes", "pulumi", "random", "tls"}
 TOP_LEVEL_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
@@ -41,6 +41,7 @@ class Stack:
     blueprint: Blueprint
     params: BaseModel
     config: dict[str, Any]  # the raw `config:` mapping of the stack file
+    audit: Any = None  # socle.audit.config.AuditConfig: waivers and manual evidence references
 
 
 def project_root() -> Path:
@@ -97,6 +98,24 @@ def _message(err: dict[str, Any]) -> str:
         if not isinstance(got, (dict, list)):
             msg += f" (got {json.dumps(got, default=str)})"
     return msg
+
+
+def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem]]:
+    """The optional `socle:audit` section (waivers, manual evidence); every problem with its key path."""
+    from .audit.config import AuditConfig, reference_problems
+
+    key = f"config.{CONFIG_NS}:audit"
+    raw = config.get(f"{CONFIG_NS}:audit")
+    if raw is None:
+        return AuditConfig(), []
+    if not isinstance(raw, dict):
+        return None, [Problem(file, key, "must be a mapping")]
+    try:
+        cfg = AuditConfig.model_validate_json(json.dumps(raw, default=str))
+    except ValidationError as exc:
+        return None, [Problem(file, f"{key}.{_loc(tuple(e['loc']))}", _message(e)) for e in exc.errors()]
+    problems = [Problem(file, f"{key}.{path}", message) for path, message in reference_problems(cfg)]
+    return (cfg if not problems else None), problems
 
 
 def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel | None, list[Problem]]:
@@ -175,9 +194,11 @@ def load(stack: str) -> Stack:
         raise StackError(problems)
     bp, params, more = validate_config(doc["config"], shown)
     problems += more
+    audit, more = validate_audit(doc["config"], shown) if isinstance(doc["config"], dict) else (None, [])
+    problems += more
     if problems or bp is None or params is None:
         raise StackError(problems)
-    return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"])
+    return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"], audit=audit)
 
 
 def pulumi_config(config: dict[str, Any]) -> dict[str, str]:

@@ -44,11 +44,18 @@ def assert_hardened(obj, allow_root=False):
         assert ":" in c["image"] and not c["image"].endswith(":latest")
 
 
+STAMP = dict(profile="production", blueprint="etablissement 9.9.9", kit_version="t", allowed_registries=["docker.io"])
+
+
 def test_zone_namespace_is_restricted_with_default_deny_and_quota():
     flows = [Flow("allow-x", {"app": "x"}, "egress", [("TCP", 443)], peer_cidrs=("0.0.0.0/0",), peer_cidrs_except=("10.0.0.0/8",))]
-    objs = objects(lambda: Zone("z", ZoneArgs(namespace="t-zone", block="test", service_accounts=["a"], flows=flows)))
+    objs = objects(lambda: Zone("z", ZoneArgs(namespace="t-zone", block="test", service_accounts=["a"], flows=flows, **STAMP)))
     ns = one(objs, "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # What an audit of a snapshot or a live cluster reads to know the profile and versions it judges.
+    assert ns["metadata"]["labels"]["socle.esante.fr/profile"] == "production"
+    assert ns["metadata"]["annotations"]["socle.esante.fr/blueprint"] == "etablissement 9.9.9"
+    assert ns["metadata"]["annotations"]["socle.esante.fr/allowed-registries"] == "docker.io"
     deny = one(objs, "NetworkPolicy", "default-deny-all")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     allow = one(objs, "NetworkPolicy", "allow-x")
@@ -60,7 +67,7 @@ def test_zone_namespace_is_restricted_with_default_deny_and_quota():
 
 def test_zone_refuses_a_weaker_pod_security_level_without_a_stated_exception():
     with pytest.raises(Exception, match="K8S-01"):
-        objects(lambda: Zone("z", ZoneArgs(namespace="t-zone", block="test", pod_security="baseline")))
+        objects(lambda: Zone("z", ZoneArgs(namespace="t-zone", block="test", pod_security="baseline", **STAMP)))
 
 
 def _gateway_args(**kw):
@@ -74,7 +81,8 @@ def _gateway_args(**kw):
                 oauth2_proxy_image="quay.io/oauth2-proxy/oauth2-proxy:v7.8.1", syslog_image="docker.io/rsyslog/rsyslog:2025-06",
                 replicas=2, routes=routes, hsts_max_age=31536000, server_secret="gw-tls", trust_bundle_secret="trust",
                 crl_secret="crl", psc_issuer="https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet", psc_client_id="c",
-                psc_client_secret="psc-client", psc_redirect_host="dossier.example.test", audit=AUDIT)
+                psc_client_secret="psc-client", psc_redirect_host="dossier.example.test", audit=AUDIT,
+                tools_image="docker.io/library/alpine:3.21.3")
     base.update(kw)
     return GatewayArgs(**base)
 
@@ -211,7 +219,8 @@ def test_storage_profiles_are_encrypted_and_retained():
                         daily_ttl_days=30, monthly_schedule="0 3 1 * *", monthly_ttl_days=180)
     for profile in (scaleway_profile("kms-1", "luks", "kube-system", "5000"), ceph_rbd_profile("c", "p", "kms", "s", "ceph")):
         objs = objects(lambda: HdsStorage("s", StorageArgs(profile=profile, region_label="topology.kubernetes.io/region",
-                                                            regions=["fr-par"], backup=backup, protect=True)))
+                                                            regions=["fr-par"], region_countries={"fr-par": "FR"},
+                                                            backup=backup, protect=True)))
         sc = one(objs, "StorageClass")
         assert sc["reclaimPolicy"] == "Retain" and sc["parameters"]["encrypted"] == "true"
         assert sc["allowedTopologies"][0]["matchLabelExpressions"][0]["values"] == ["fr-par"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pulumi
 
 from blueprints import Blueprint
+from components.access import AuditorAccess, AuditorAccessArgs
 from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
 from components.common import AuditTarget, Flow, selector
 from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore
@@ -72,6 +73,10 @@ def build(p: Params) -> dict[str, object]:
         Flow("allow-gateway-to-fhir", gw_pods, "egress", [("TCP", HAPI_PORT)], ns["fhir"], hapi_pods),
         to_audit("allow-gateway-to-auditlog", gw_pods),
     ]
+    if p.pki.crl_urls:
+        gateway_flows.append(Flow("allow-gateway-to-crl", gw_pods, "egress", [("TCP", 80), ("TCP", 443)],
+                                  peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES))
+    gateway_flows.append(to_audit("allow-oauth2-proxy-to-auditlog", o2_pods))
     for api in external_backends:
         gateway_flows.append(Flow(f"allow-gateway-to-{api.name}", gw_pods, "egress", [("TCP", api.port)], api.namespace, None))
     db = p.fhir.database
@@ -82,6 +87,7 @@ def build(p: Params) -> dict[str, object]:
     ]
     if db.mode == "in-cluster":
         fhir_flows += [
+            to_audit("allow-postgres-to-auditlog", pg_pods),
             Flow("allow-fhir-to-postgres", hapi_pods, "egress", [("TCP", PG_PORT)], ns["fhir"], pg_pods),
             Flow("allow-postgres-from-fhir", pg_pods, "ingress", [("TCP", PG_PORT)], ns["fhir"], hapi_pods),
         ]
@@ -98,17 +104,22 @@ def build(p: Params) -> dict[str, object]:
         for b in ("gateway", "fhir", "mss")
     ]
 
+    stamp = dict(profile=p.profile, blueprint=f"etablissement {VERSION}", kit_version=KIT_VERSION,
+                 allowed_registries=p.images.allowed_registries)
     zones = {
-        "gateway": Zone("zone-gateway", ZoneArgs(namespace=ns["gateway"], block="gateway",
+        "gateway": Zone("zone-gateway", ZoneArgs(namespace=ns["gateway"], block="gateway", **stamp,
                                                  service_accounts=["gateway", "oauth2-proxy"], flows=gateway_flows)),
-        "fhir": Zone("zone-fhir", ZoneArgs(namespace=ns["fhir"], block="fhir",
+        "fhir": Zone("zone-fhir", ZoneArgs(namespace=ns["fhir"], block="fhir", **stamp,
                                            service_accounts=["fhir", "postgres"], flows=fhir_flows, protect=production)),
-        "mss": Zone("zone-mss", ZoneArgs(namespace=ns["mss"], block="relay", service_accounts=["relay"], flows=relay_flows,
-                                         pod_security="baseline", pod_security_exception=PSS_EXCEPTION, protect=production)),
-        "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", service_accounts=["auditlog"],
+        "mss": Zone("zone-mss", ZoneArgs(namespace=ns["mss"], block="relay", **stamp, service_accounts=["relay"],
+                                         flows=relay_flows, pod_security="baseline", pod_security_exception=PSS_EXCEPTION,
+                                         protect=production)),
+        "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", **stamp, service_accounts=["auditlog"],
                                              flows=audit_flows, protect=production)),
     }
     after_zones = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()])
+    AuditorAccess("auditors", AuditorAccessArgs(
+        group=p.auditors.group, exec_namespaces=sorted(ns.values()) if p.auditors.live_checks else []), opts=after_zones)
 
     if p.pki.mode == "demo":
         k = p.pki
@@ -142,8 +153,9 @@ def build(p: Params) -> dict[str, object]:
             daily_schedule=b.daily_schedule, daily_ttl_days=b.daily_ttl_days,
             monthly_schedule=b.monthly_schedule, monthly_ttl_days=b.monthly_ttl_days,
         )
-    storage = HdsStorage("hds-storage", StorageArgs(profile=profile, region_label=p.hosting.region_label, regions=regions,
-                                                    backup=backup, protect=production))
+    storage = HdsStorage("hds-storage", StorageArgs(
+        profile=profile, region_label=p.hosting.region_label, regions=regions,
+        region_countries={r.name: r.country for r in p.hosting.regions}, backup=backup, protect=production))
     after_storage = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()] + [storage.storage_class])
 
     auditlog = AuditLog("auditlog", AuditLogArgs(
@@ -181,7 +193,8 @@ def build(p: Params) -> dict[str, object]:
         oauth2_proxy_image=p.images.oauth2_proxy, syslog_image=p.images.syslog, replicas=p.gateway.replicas,
         routes=routes, hsts_max_age=p.gateway.hsts_max_age, tls_min_version=p.tls.min_version,
         service_type=p.gateway.service_type, server_secret=p.pki.gateway_server_secret,
-        trust_bundle_secret=p.pki.trust_bundle_secret, crl_secret=p.pki.crl_secret,
+        trust_bundle_secret=p.pki.trust_bundle_secret, crl_secret=p.pki.crl_secret, crl_urls=p.pki.crl_urls,
+        crl_refresh_seconds=p.pki.crl_refresh_minutes * 60, tools_image=p.images.tools,
         psc_issuer=p.psc.issuer, psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
         psc_redirect_host=p.psc.redirect_host or p.gateway.apis[0].host, session_lifetime=p.gateway.session_lifetime,
         audit=audit,

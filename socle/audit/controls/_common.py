@@ -1,0 +1,115 @@
+"""Helpers shared by the family modules: reading the kit's configuration files once per audit."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .. import configs
+from ..evidence import ANN_ROUTES, ConfigFile, Evidence, Workload, annotations, meta
+from ..model import Finding, failed
+
+
+@dataclass
+class Parsed:
+    file: ConfigFile
+    data: Any
+
+
+def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Iterator[Parsed | Finding]:
+    """Each ConfigMap file named `key`, parsed; a file that does not parse is a failure of the calling control."""
+    for f in ev.config_files(key, contains):
+        try:
+            yield Parsed(f, parser(f.text))
+        except configs.ConfigError as exc:
+            yield failed(f.obj, f"{key} does not parse: {exc}", key)
+
+
+def nginx_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return parsed(ev, "nginx.conf", configs.nginx)
+
+
+def main_cf_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return parsed(ev, "main.cf", configs.postfix_main)
+
+
+def oauth2_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return parsed(ev, "oauth2-proxy.cfg", configs.toml)
+
+
+def hapi_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    import yaml
+
+    def load(text: str) -> dict:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise configs.ConfigError(str(exc)) from None
+        if not isinstance(doc, dict):
+            raise configs.ConfigError("not a mapping")
+        return doc
+
+    return (p for p in parsed(ev, "application.yaml", load) if not isinstance(p, Parsed) or "hapi" in p.data)
+
+
+def aggregator_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return parsed(ev, "rsyslog.conf", configs.rsyslog, contains="imtcp")
+
+
+def forwarder_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return parsed(ev, "rsyslog.conf", configs.rsyslog, contains="omfwd")
+
+
+def routes(cm: dict) -> list[dict] | None:
+    """The route index the gateway ConfigMap declares (annotation), or None when it has none."""
+    raw = annotations(cm).get(ANN_ROUTES)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def api_servers(root: configs.Directive) -> list[configs.Directive]:
+    """TLS virtual servers that serve an API: a real server_name and no handshake rejection."""
+    out = []
+    for s in configs.nginx_servers(root):
+        if not configs.listens_tls(s) or s.value("ssl_reject_handshake") == "on":
+            continue
+        if any(n not in ("_", "") for n in configs.server_names(s)):
+            out.append(s)
+    return out
+
+
+def proxy_locations(server: configs.Directive) -> list[configs.Directive]:
+    """Locations that pass requests to a backend (internal auth sub-requests excluded)."""
+    return [loc for loc in server.all("location") if loc.first("proxy_pass") is not None and loc.first("internal") is None]
+
+
+def tls_directive(server: configs.Directive, http: configs.Directive | None, name: str) -> str | None:
+    """A directive's effective value for a server (server level first, then http level)."""
+    value = server.value(name)
+    if value is None and http is not None:
+        value = http.value(name)
+    return value
+
+
+def workloads_in(ev: Evidence, namespace: str) -> list[Workload]:
+    return [w for w in ev.workloads() if w.namespace == namespace]
+
+
+def name_of(obj: dict) -> str:
+    return meta(obj).get("name", "")
+
+
+def openssl_list(value: str) -> list[str]:
+    return [v for v in value.replace(",", ":").replace(" ", ":").split(":") if v]
+
+
+def cipher_problems(value: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
+    if not value:
+        return [f"{what}: no cipher list set (the library default includes non-AEAD suites)"]
+    extra = [c for c in openssl_list(value) if c not in allowed]
+    return [f"{what}: {', '.join(extra)} not in the allowed list"] if extra else []

@@ -1,0 +1,274 @@
+"""Kubernetes platform hardening (K8S-01..10), from ANSSI and CIS practice."""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from ..evidence import ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, LABEL_BLOCK, Evidence, annotations, dig, labels, meta
+from ..model import Context, Control, Finding, ObjRef, failed, judge, not_applicable, passed
+from . import registrar
+
+CONTROLS: list[Control] = []
+control, manual = registrar(CONTROLS, "K8S")
+K8S = ("k8s",)
+SRC = ("kubernetes", "socle")
+AUDITOR_ROLE = "socle-auditor"
+AUDITOR_EXEC_ROLE = "socle-auditor-exec"
+ANN_API_ACCESS = "socle.esante.fr/api-access"
+
+
+@control("K8S-01", "Every namespace of the kit enforces Pod Security `restricted`", "high", K8S, SRC,
+         "Label the namespace pod-security.kubernetes.io/enforce=restricted (or waive it with the stated exception).")
+def k8s_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for name, ns in sorted(ev.kit_namespaces.items()):
+        level = labels(ns).get("pod-security.kubernetes.io/enforce", "(none)")
+        exception = annotations(ns).get(ANN_PSS_EXCEPTION)
+        yield judge(ns, [] if level == "restricted" else
+                    [f"enforces {level}" + (f" (stated exception: {exception})" if exception else "")], "enforces restricted")
+
+
+def _default_deny(pol: dict) -> bool:
+    spec = pol.get("spec") or {}
+    sel = spec.get("podSelector") or {}
+    return (not sel.get("matchLabels") and not sel.get("matchExpressions")
+            and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or [])
+            and not spec.get("ingress") and not spec.get("egress"))
+
+
+@control("K8S-02", "Default-deny ingress and egress in every namespace; only declared flows allowed", "high", K8S, SRC,
+         "Keep the zone's default-deny-all policy; allow flows one by one with pod and namespace selectors or CIDRs.")
+def k8s_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    policies = ev.scoped("NetworkPolicy")
+    for name, ns in sorted(ev.kit_namespaces.items()):
+        mine = [p for p in policies if meta(p).get("namespace") == name]
+        deny = [meta(p)["name"] for p in mine if _default_deny(p)]
+        yield judge(ns, [] if deny else ["no default-deny policy for both ingress and egress"], f"default deny ({', '.join(deny)})")
+    for pol in policies:
+        spec = pol.get("spec") or {}
+        problems = []
+        for direction, peer_key in (("ingress", "from"), ("egress", "to")):
+            for i, rule in enumerate(spec.get(direction) or []):
+                peers = rule.get(peer_key)
+                if not peers and not rule.get("ports"):
+                    problems.append(f"{direction}[{i}] allows all traffic")
+                elif peers and any(p == {} for p in peers):
+                    problems.append(f"{direction}[{i}] has an empty peer (every pod of every namespace)")
+        if problems:
+            yield failed(pol, "; ".join(problems))
+
+
+def _sec(container: dict, pod: dict, key: str):
+    value = dig(container, "securityContext", key)
+    return dig(pod, "securityContext", key) if value is None else value
+
+
+@control("K8S-03", "Containers: non-root, no privilege escalation, read-only root FS, capabilities dropped, seccomp",
+         "critical", K8S, SRC, "Use the kit's container security context (runAsNonRoot, readOnlyRootFilesystem, drop ALL, RuntimeDefault).")
+def k8s_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for w in ev.workloads():
+        problems = []
+        for c in w.containers():
+            n = c.get("name")
+            sc = c.get("securityContext") or {}
+            if sc.get("privileged") is True:
+                problems.append(f"{n}: privileged")
+            if _sec(c, w.pod_spec, "runAsNonRoot") is not True or _sec(c, w.pod_spec, "runAsUser") == 0:
+                problems.append(f"{n}: may run as root")
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{n}: privilege escalation allowed")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{n}: writable root filesystem")
+            caps = dig(sc, "capabilities", default={}) or {}
+            if "ALL" not in (caps.get("drop") or []):
+                problems.append(f"{n}: capabilities not all dropped")
+            if caps.get("add"):
+                problems.append(f"{n}: adds capabilities {', '.join(caps['add'])}")
+            seccomp = dig(sc, "seccompProfile", "type") or dig(w.pod_spec, "securityContext", "seccompProfile", "type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{n}: no seccomp profile")
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if w.pod_spec.get(key):
+                problems.append(f"{key} is on")
+        yield judge(w.obj, problems, "every container hardened")
+
+
+@control("K8S-04", "Requests and limits on every container; ResourceQuota and LimitRange per namespace", "medium", K8S, SRC,
+         "Set CPU and memory requests and limits; keep the zone's quota and limit range.")
+def k8s_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for w in ev.workloads():
+        problems = []
+        for c in w.containers():
+            res = c.get("resources") or {}
+            missing = [f"{k}.{r}" for k in ("requests", "limits") for r in ("cpu", "memory") if not (res.get(k) or {}).get(r)]
+            if missing:
+                problems.append(f"{c.get('name')}: no {', '.join(missing)}")
+        yield judge(w.obj, problems, "requests and limits on every container")
+    for name, ns in sorted(ev.kit_namespaces.items()):
+        problems = [f"no {kind}" for kind in ("ResourceQuota", "LimitRange")
+                    if not any(meta(o).get("namespace") == name for o in ev.scoped(kind))]
+        yield judge(ns, problems, "ResourceQuota and LimitRange present")
+
+
+_IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
+def _registries(ev: Evidence, ctx: Context) -> set[str]:
+    if ctx.allowed_registries:
+        return set(ctx.allowed_registries)
+    return {r for v in ev.namespace_annotation(ANN_ALLOWED_REGISTRIES) for r in v.split()}
+
+
+@control("K8S-05", "Images from allowed registries, pinned to an exact version or digest, never `latest`", "high", K8S, SRC,
+         "Name the registry explicitly and pin every image (images.* and images.allowed_registries).")
+def k8s_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    allowed = _registries(ev, ctx)
+    for w in ev.workloads():
+        problems = []
+        for c in w.containers():
+            image = str(c.get("image", ""))
+            m = _IMAGE.match(image)
+            if not m:
+                problems.append(f"{c.get('name')}: unreadable image reference {image!r}")
+                continue
+            first = m.group("name").split("/", 1)[0]
+            explicit = "/" in m.group("name") and ("." in first or ":" in first or first == "localhost")
+            if not explicit:
+                problems.append(f"{c.get('name')}: {image} does not name its registry")
+            elif allowed and first not in allowed:
+                problems.append(f"{c.get('name')}: registry {first} not allowed ({', '.join(sorted(allowed))})")
+            if not m.group("digest") and (not m.group("tag") or m.group("tag") == "latest"):
+                problems.append(f"{c.get('name')}: {image} is not pinned")
+        yield judge(w.obj, problems, "images pinned, from allowed registries")
+
+
+@control("K8S-06", "Service account tokens not mounted unless the workload calls the API", "medium", K8S, SRC,
+         "Set automountServiceAccountToken: false, or annotate the workload with the API access it needs.")
+def k8s_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    accounts = {(meta(sa).get("namespace"), meta(sa).get("name")): sa for sa in ev.scoped("ServiceAccount")}
+    for w in ev.workloads():
+        reason = annotations(w.obj).get(ANN_API_ACCESS)
+        pod_value = w.pod_spec.get("automountServiceAccountToken")
+        sa = accounts.get((w.namespace, w.pod_spec.get("serviceAccountName") or "default"))
+        mounted = pod_value if pod_value is not None else (sa or {}).get("automountServiceAccountToken", True) is not False
+        if mounted and reason:
+            yield passed(w.obj, f"token mounted: the workload calls the API ({reason})")
+        else:
+            yield judge(w.obj, ["service account token mounted"] if mounted else [], "no service account token")
+
+
+@control("K8S-07", "Only the gateway and the relay are reachable from outside; no NodePort", "high", K8S, SRC,
+         "Use ClusterIP services; expose only the gateway and the relay through a LoadBalancer.")
+def k8s_07(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    blocks = {name: labels(ns).get(LABEL_BLOCK) for name, ns in ev.kit_namespaces.items()}
+    for svc in ev.scoped("Service"):
+        spec = svc.get("spec") or {}
+        kind = spec.get("type", "ClusterIP")
+        block = blocks.get(meta(svc).get("namespace"))
+        problems = []
+        if kind == "NodePort" or any(p.get("nodePort") and kind != "LoadBalancer" for p in spec.get("ports") or []):
+            problems.append("NodePort service")
+        if kind == "LoadBalancer" and block not in ("gateway", "relay"):
+            problems.append(f"LoadBalancer in the {block} block")
+        if spec.get("externalIPs"):
+            problems.append("externalIPs set")
+        yield judge(svc, problems, f"{kind}" + (" (entry point)" if kind == "LoadBalancer" else ""))
+    for ing in ev.scoped("Ingress"):
+        block = blocks.get(meta(ing).get("namespace"))
+        yield judge(ing, [] if block == "gateway" else [f"Ingress in the {block} block"], "Ingress of the gateway")
+
+
+_SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
+_SECRET_ASSIGN = re.compile(
+    r"""^\s*["']?([\w.-]*(?:password|passwd|secret|token|api[_-]?key|private[_-]?key)[\w.-]*)["']?\s*[:=]\s*["']?([^"'\s#]+)""",
+    re.I | re.M)
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+_NOT_A_VALUE = ("_file", "-file", "_env", "_path", "file", "_ref", "_name", "_encryption", "_method", "_mode", "_type",
+                "_algorithm", "_length", "_header", "_expire", "_refresh")
+
+
+def _literal_secret(key: str, value: str) -> bool:
+    """A secret-named setting with a literal value (not a path, an environment reference or a setting *about* secrets)."""
+    k = key.lower()
+    if k.endswith(_NOT_A_VALUE) or value.startswith(("${", "$", "/")):
+        return False
+    return value.lower() not in ("", "true", "false", "none", "null", '""', "''")
+
+
+@control("K8S-08", "Secrets only through Secret references, never literal env values or ConfigMap contents", "critical",
+         K8S + ("pgssi-s",), SRC, "Move the value into a Secret and reference it (secretKeyRef or a Secret volume).")
+def k8s_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for w in ev.workloads():
+        problems = [f"{c.get('name')}: {e.get('name')} is a literal value" for c in w.containers()
+                    for e in c.get("env") or [] if _SECRET_NAME.search(str(e.get("name", ""))) and "value" in e]
+        yield judge(w.obj, problems, "secret values only through Secret references")
+    for cm in ev.scoped("ConfigMap"):
+        problems = []
+        for key, text in sorted((cm.get("data") or {}).items()):
+            if not isinstance(text, str):
+                continue
+            if _PEM_KEY.search(text):
+                problems.append(f"{key} holds a private key")
+            for m in _SECRET_ASSIGN.finditer(text):
+                if _literal_secret(m.group(1), m.group(2)):
+                    problems.append(f"{key}: {m.group(1)} has a literal value")
+        yield judge(cm, problems, "no secret value")
+
+
+@control("K8S-09", "Production: ≥ 2 replicas of stateless services, PodDisruptionBudgets, spread across zones", "medium",
+         K8S, ("ans-k8s", "socle"), "Set replicas ≥ 2 in production; keep the kit's PDB and topology spread.")
+def k8s_09(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    pdbs = ev.scoped("PodDisruptionBudget")
+    for w in ev.workloads():
+        if w.kind != "Deployment":
+            continue
+        if not ctx.production:
+            yield not_applicable(w.obj, f"{ctx.profile} profile")
+            continue
+        problems = []
+        replicas = dig(w.obj, "spec", "replicas", default=1)
+        if replicas < 2:
+            problems.append(f"{replicas} replica(s)")
+        pod_labels = w.pod_meta.get("labels") or {}
+        if not any(meta(p).get("namespace") == w.namespace
+                   and (dig(p, "spec", "selector", "matchLabels", default={}) or {}).items() <= pod_labels.items()
+                   and dig(p, "spec", "selector", "matchLabels") for p in pdbs):
+            problems.append("no PodDisruptionBudget")
+        if not any("zone" in t.get("topologyKey", "") for t in w.pod_spec.get("topologySpreadConstraints") or []):
+            problems.append("not spread across zones")
+        yield judge(w.obj, problems, f"{replicas} replicas, PDB, spread across zones")
+
+
+@control("K8S-10", "Auditors get a read-only role (get/list/watch, no Secret contents)", "medium", K8S, SRC,
+         "Keep the socle-auditor ClusterRole read-only and bound; exec only in the optional socle-auditor-exec role.")
+def k8s_10(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    role = ev.get("ClusterRole", "", AUDITOR_ROLE)
+    if role is None:
+        yield failed(ObjRef("ClusterRole", "", AUDITOR_ROLE), "no auditor ClusterRole")
+    else:
+        problems = []
+        for i, rule in enumerate(role.get("rules") or []):
+            verbs = set(rule.get("verbs") or [])
+            if verbs - {"get", "list", "watch"}:
+                problems.append(f"rules[{i}] grants {', '.join(sorted(verbs - {'get', 'list', 'watch'}))}")
+            resources = set(rule.get("resources") or [])
+            if "secrets" in resources or "*" in resources:
+                problems.append(f"rules[{i}] reads {'Secrets' if 'secrets' in resources else 'every resource'}")
+            if "" not in (rule.get("apiGroups") or [""]) and "*" in (rule.get("apiGroups") or []):
+                problems.append(f"rules[{i}] covers every API group")
+            if any("/" in r for r in resources):
+                problems.append(f"rules[{i}] grants subresources {', '.join(sorted(r for r in resources if '/' in r))}")
+        bound = [b for b in ev.objects if b["kind"] == "ClusterRoleBinding"
+                 and dig(b, "roleRef", "name") == AUDITOR_ROLE and b.get("subjects")]
+        if not bound:
+            problems.append("not bound to any auditor")
+        yield judge(role, problems, f"read-only, bound to {', '.join(s.get('name', '?') for b in bound for s in b.get('subjects'))}")
+    for r in ev.scoped("Role"):
+        if meta(r).get("name") != AUDITOR_EXEC_ROLE:
+            continue
+        extra = [rule for rule in r.get("rules") or []
+                 if not (set(rule.get("resources") or []) <= {"pods", "pods/exec"}
+                         and set(rule.get("verbs") or []) <= {"get", "list", "create"}
+                         and ("create" not in rule.get("verbs", []) or rule.get("resources") == ["pods/exec"]))]
+        yield judge(r, ["grants more than exec into pods"] if extra else [], "exec into pods only (live host checks)")

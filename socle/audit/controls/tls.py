@@ -1,0 +1,301 @@
+"""TLS and PKI: protocol versions, suites, HSTS and redirects, trust bundles, revocation (TLS-01..03, PKI-01..04)."""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from socle.constants import HSTS_MIN_MAX_AGE, TLS12_AEAD_SUITES
+
+from .. import configs
+from ..evidence import Evidence, dig
+from ..model import Context, Control, Finding, failed, judge, not_applicable
+from . import registrar
+from ._common import (
+    Parsed,
+    aggregator_files,
+    api_servers,
+    cipher_problems,
+    main_cf_files,
+    nginx_files,
+    parsed,
+    tls_directive,
+)
+
+CONTROLS: list[Control] = []
+control, manual = registrar(CONTROLS, "TLS")
+TLS = ("anssi-tls", "pgssi-s")
+OLD = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"}
+
+
+def _nginx_protocols(server: configs.Directive, http: configs.Directive | None) -> set[str]:
+    value = tls_directive(server, http, "ssl_protocols")
+    # NGINX's default (1.23+) is TLSv1.2 TLSv1.3; older releases also enable TLSv1 and TLSv1.1.
+    return set(value.split()) if value else {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"}
+
+
+def _tls_servers(p: Parsed) -> Iterator[tuple[configs.Directive, configs.Directive | None]]:
+    http = p.data.first("http")
+    for s in configs.nginx_servers(p.data):
+        if configs.listens_tls(s):
+            yield s, http
+
+
+@control("TLS-01", "TLS 1.2 minimum, 1.3 preferred; SSL, TLS 1.0 and 1.1 never offered", "critical", TLS,
+         ("anssi-tls", "ci-sis-transport"),
+         "Set tls.min_version to TLSv1.2 (or TLSv1.3) and re-render; never list SSLv3, TLSv1 or TLSv1.1.")
+def tls_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for s, http in _tls_servers(p):
+            old = sorted(_nginx_protocols(s, http) & OLD)
+            if old:
+                problems.append(f"server {' '.join(s.value('server_name', '_').split())} offers {', '.join(old)}")
+        yield judge(p.file.obj, problems, "every TLS server offers TLS 1.2/1.3 only", "nginx.conf")
+    for p in main_cf_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for key in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtp_tls_protocols", "smtp_tls_mandatory_protocols"):
+            old = sorted(configs.postfix_protocols(p.data.get(key, ">=TLSv1")) & OLD)
+            if old:
+                problems.append(f"{key} leaves {', '.join(old)} enabled")
+        yield judge(p.file.obj, problems, "inbound and outbound SMTP: TLS 1.2 minimum", "main.cf")
+    for p in aggregator_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for st in p.data:
+            if st.type == "module" and st.params.get("load") == "imtcp":
+                minimum = configs.gnutls_priority(st.params.get("gnutlsprioritystring", "")).get("MinProtocol")
+                if not minimum or configs.tls_versions_from_min(minimum) & OLD:
+                    problems.append(f"imtcp MinProtocol is {minimum or 'unset'}")
+        yield judge(p.file.obj, problems, "audit log listener: TLS 1.2 minimum", "rsyslog.conf")
+    for p in parsed(ev, "postgresql.conf", configs.postgresql_conf):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        if p.data.get("ssl") != "on":
+            problems.append("ssl is not on")
+        minimum = p.data.get("ssl_min_protocol_version", "TLSv1.2")
+        if configs.tls_versions_from_min(minimum) & OLD:
+            problems.append(f"ssl_min_protocol_version is {minimum}")
+        yield judge(p.file.obj, problems, "database: TLS on, 1.2 minimum", "postgresql.conf")
+
+
+@control("TLS-02", "TLS 1.2 suites: ECDHE with AEAD only", "high", TLS, ("anssi-tls",),
+         "Use the kit's suite list (ECDHE with AES-GCM or ChaCha20-Poly1305); remove any keyword or CBC/RSA suite.")
+def tls_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for s, http in _tls_servers(p):
+            problems += cipher_problems(tls_directive(s, http, "ssl_ciphers"), TLS12_AEAD_SUITES,
+                                        f"server {s.value('server_name', '_')} ssl_ciphers")
+        yield judge(p.file.obj, sorted(set(problems)), "only ECDHE+AEAD suites", "nginx.conf")
+    for p in main_cf_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for side in ("smtpd", "smtp"):
+            level = p.data.get(f"{side}_tls_mandatory_ciphers", "medium")
+            if level != "high":
+                problems.append(f"{side}_tls_mandatory_ciphers is {level}, not high")
+        problems += cipher_problems(p.data.get("tls_high_cipherlist"), TLS12_AEAD_SUITES, "tls_high_cipherlist")
+        yield judge(p.file.obj, problems, "only ECDHE+AEAD suites", "main.cf")
+    for p in aggregator_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for st in p.data:
+            if st.type == "module" and st.params.get("load") == "imtcp":
+                ciphers = configs.gnutls_priority(st.params.get("gnutlsprioritystring", "")).get("CipherString")
+                problems += cipher_problems(ciphers, TLS12_AEAD_SUITES, "imtcp CipherString")
+        yield judge(p.file.obj, problems, "only ECDHE+AEAD suites", "rsyslog.conf")
+    for p in parsed(ev, "postgresql.conf", configs.postgresql_conf):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        yield judge(p.file.obj, cipher_problems(p.data.get("ssl_ciphers"), TLS12_AEAD_SUITES, "ssl_ciphers"),
+                    "only ECDHE+AEAD suites", "postgresql.conf")
+
+
+_HSTS = re.compile(r"max-age=(\d+)")
+_REDIRECT = re.compile(r"^30[1278]$")
+
+
+def _hsts_problems(server: configs.Directive) -> list[str]:
+    name = server.value("server_name", "_")
+    problems = []
+    blocks = [("server", server)] + [(f"location {' '.join(loc.args)}", loc) for loc in server.all("location")]
+    server_headers = server.all("add_header")
+    for where, block in blocks:
+        headers = block.all("add_header")
+        if where != "server" and not headers:
+            headers = server_headers  # NGINX inherits add_header only when the location sets none
+        if where != "server" and block.first("return") is None and block.first("proxy_pass") is None:
+            continue
+        hsts = [h for h in headers if h.args and h.args[0].lower() == "strict-transport-security"]
+        if not hsts:
+            problems.append(f"{name} {where}: no Strict-Transport-Security header")
+            continue
+        m = _HSTS.search(hsts[0].args[1] if len(hsts[0].args) > 1 else "")
+        if not m or int(m.group(1)) < HSTS_MIN_MAX_AGE:
+            problems.append(f"{name} {where}: HSTS max-age below {HSTS_MIN_MAX_AGE}")
+        if "always" not in hsts[0].args[2:]:
+            problems.append(f"{name} {where}: HSTS header not sent on error responses ('always' missing)")
+    return problems
+
+
+@control("TLS-03", "No cleartext HTTP serving data: port 80 only redirects; HSTS on every HTTPS response", "high",
+         TLS + ("doctrine",), ("ci-sis-transport", "anssi-tls"),
+         "Keep the plain-HTTP server to a single `return 308 https://$host$request_uri`; set gateway.hsts_max_age ≥ 31536000.")
+def tls_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for s in configs.nginx_servers(p.data):
+            if configs.listens_tls(s):
+                continue
+            name = s.value("server_name", "_")
+            blocks = [s] + s.all("location")
+            for b in blocks:
+                if any(d.name in ("proxy_pass", "root", "alias", "fastcgi_pass", "uwsgi_pass", "grpc_pass") for d in b.walk()):
+                    problems.append(f"plain-HTTP server {name} serves content")
+                    break
+            returns = [d for b in blocks for d in b.all("return")]
+            if not returns or any(not (_REDIRECT.match(r.args[0]) and len(r.args) > 1 and r.args[1].startswith("https://"))
+                                  for r in returns):
+                problems.append(f"plain-HTTP server {name} does not only redirect to https://")
+        for s in api_servers(p.data):
+            problems += _hsts_problems(s)
+        yield judge(p.file.obj, problems, "port 80 only redirects; HSTS ≥ 1 year on every HTTPS response", "nginx.conf")
+
+
+def _mtls_servers(p: Parsed) -> list[configs.Directive]:
+    return [s for s in api_servers(p.data) if s.value("ssl_verify_client") in ("on", "optional")]
+
+
+@control("PKI-01", "Inter-system endpoints trust only the configured health PKI CAs", "high", ("pgssi-s", "mssante"),
+         ("ci-sis-transport", "mssante"),
+         "Mount the IGC-Santé trust bundle Secret (pki.trust_bundle_secret) and point every mTLS listener and the relay at it.")
+def pki_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        servers = _mtls_servers(p)
+        if not servers:
+            yield not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
+            continue
+        problems = []
+        for s in servers:
+            ca = s.value("ssl_client_certificate") or s.value("ssl_trusted_certificate")
+            if not ca:
+                problems.append(f"{s.value('server_name')}: no ssl_client_certificate")
+                continue
+            ok, why = ev.secret_backed(p.file.obj, ca)
+            if not ok:
+                problems.append(why)
+        yield judge(p.file.obj, problems, "client certificates checked against the trust bundle Secret", "nginx.conf")
+    for p in main_cf_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for key in ("smtpd_tls_CAfile", "smtp_tls_CAfile"):
+            path = p.data.get(key)
+            if not path:
+                problems.append(f"{key} not set")
+                continue
+            ok, why = ev.secret_backed(p.file.obj, path)
+            if not ok:
+                problems.append(why)
+        if p.data.get("smtp_tls_CApath") or p.data.get("smtpd_tls_CApath"):
+            problems.append("a CApath (system store) is configured besides the trust bundle")
+        if p.data.get("tls_append_default_CA", "no") != "no":
+            problems.append("tls_append_default_CA adds the system CAs")
+        yield judge(p.file.obj, problems, "relay peers verified against the trust bundle Secret only", "main.cf")
+
+
+def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> str | None:
+    """The container of the same pod that rewrites the CRL file and can signal NGINX, if any."""
+    vol, _ = w.volume_at(nginx, crl_path)
+    if vol is None or "emptyDir" not in vol:
+        return None  # a Secret or ConfigMap volume is only changed by a redeployment
+    for c in w.containers(init=False):
+        if c is nginx:
+            continue
+        mounts = {m.get("name"): m for m in c.get("volumeMounts") or []}
+        writes_crl = vol["name"] in mounts and not mounts[vol["name"]].get("readOnly")
+        runs_script = any("crl-refresh.sh" in ((ev.get("ConfigMap", w.namespace, dig(w.volume(n) or {}, "configMap", "name") or "")
+                                                or {}).get("data") or {}) for n in mounts)
+        if writes_crl and runs_script and w.pod_spec.get("shareProcessNamespace") is True:
+            return str(c.get("name"))
+    return None
+
+
+@control("PKI-02", "Peer certificates checked for revocation; the CRL refreshed before its nextUpdate", "high",
+         ("pgssi-s",), ("ci-sis-transport",),
+         "Configure ssl_crl on every mTLS listener and set pki.crl_urls so the CRL refresher runs beside NGINX.")
+def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        servers = _mtls_servers(p)
+        if not servers:
+            yield not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
+            continue
+        missing = [f"{s.value('server_name')}: no ssl_crl" for s in servers if not s.value("ssl_crl")]
+        crls = sorted({s.value("ssl_crl") for s in servers if s.value("ssl_crl")})
+        users = ev.mounts_of(p.file.obj)
+        if not users:
+            yield failed(p.file.obj, "no workload runs this gateway configuration", "nginx.conf")
+        for w, c, _ in users:
+            problems = list(missing)
+            refreshers = set()
+            for crl in crls:
+                r = _refresher(ev, w, c, crl)
+                if r is None:
+                    problems.append(f"{crl} is not refreshed (no CRL refresher container beside {c.get('name')})")
+                else:
+                    refreshers.add(r)
+            yield judge(w.obj, problems, f"CRL on every mTLS listener, refreshed by container {', '.join(sorted(refreshers))}")
+    for p in main_cf_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        if p.data.get("smtpd_tls_req_ccert") != "yes":
+            yield not_applicable(p.file.obj, "the relay does not require client certificates", "main.cf")
+            continue
+        # Postfix has no CRL support: a fingerprint allow-list is its revocation mechanism.
+        restrictions = configs.postfix_list(p.data.get("smtpd_client_restrictions", ""))
+        ok = p.data.get("relay_clientcerts") and restrictions[:1] == ["permit_tls_clientcerts"] and restrictions[-1:] == ["reject"]
+        yield judge(p.file.obj, [] if ok else ["Postfix cannot check CRLs and no fingerprint allow-list (relay_clientcerts "
+                                               "with `permit_tls_clientcerts, reject`) stands in for it"],
+                    "client certificates allow-listed by fingerprint (relay_clientcerts): a revoked one is removed from the list",
+                    "main.cf")
+
+
+manual("PKI-03", "Server and structure certificates valid and not about to expire (alert 30 days before)", "high",
+       ("pgssi-s",), ("ci-sis-transport",),
+       "Renew certificates that expire within 30 days; record the certificate inventory with expiry dates.",
+       "Certificates live in Secrets, which the audit does not read: record the certificate inventory (subject, "
+       "expiry) or run the live host checks (`pytest tests/infra --evidence live`), which read the mounted certificates.")
+manual("PKI-04", "RSA keys ≥ 2048 bits (or EC P-256+), signatures SHA-256 or stronger", "medium", ("pgssi-s", "anssi-tls"),
+       ("anssi-tls",),
+       "Re-issue any certificate with a weaker key or signature.",
+       "Key sizes and signature algorithms of the mounted certificates: the live host checks read them; otherwise "
+       "record the certificate inventory.")

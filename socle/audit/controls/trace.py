@@ -1,0 +1,142 @@
+"""Traceability: sources wired to the audit log, attributable records, sealed storage, mutual TLS (TRACE-01..05)."""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+from ..evidence import LABEL_BLOCK, Evidence, dig, labels, meta
+from ..model import Context, Control, Finding, failed, judge
+from . import registrar
+from ._common import Parsed, aggregator_files, forwarder_files, hapi_files, nginx_files
+from .mss import _retention
+
+CONTROLS: list[Control] = []
+control, manual = registrar(CONTROLS, "TRACE")
+TRACE = ("pgssi-s", "hds")
+SOURCE_BLOCKS = ("gateway", "fhir", "relay")
+
+
+@control("TRACE-01", "Every access to patient data recorded; records kept ≥ 183 days (365 by default)", "critical", TRACE,
+         ("anssi-logs", "hds"), "Wire every workload to the audit log (log-forwarder sidecar); set audit.retention_days ≥ 183.")
+def trace_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    forwarder_cms = {(meta(p.file.obj).get("namespace"), meta(p.file.obj).get("name"))
+                     for p in forwarder_files(ev) if isinstance(p, Parsed)}
+    blocks = {name: labels(ns).get(LABEL_BLOCK) for name, ns in ev.kit_namespaces.items()}
+    for w in ev.workloads():
+        if blocks.get(w.namespace) not in SOURCE_BLOCKS:
+            continue
+        cms = {dig(v, "configMap", "name") for v in w.pod_spec.get("volumes") or []}
+        wired = any((w.namespace, cm) in forwarder_cms for cm in cms)
+        yield judge(w.obj, [] if wired else ["no log forwarder to the audit log"], "access log forwarded to the audit log")
+    if not any(True for _ in aggregator_files(ev)):
+        for name, ns in ev.kit_namespaces.items():
+            if blocks.get(name) == "auditlog":
+                yield failed(ns, "no audit log aggregator configuration in the audit namespace")
+    yield from _retention(ev, "TRACE-01")
+
+
+@control("TRACE-02", "Each recorded action is attributable to one person or system", "high", TRACE, ("anssi-logs",),
+         "Keep the client identity (certificate subject, user) in every access log format and the peer in the aggregator's records.")
+def trace_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in nginx_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        formats = [" ".join(d.args) for d in p.data.walk() if d.name == "log_format"]
+        used = {d.args[1] for d in p.data.walk() if d.name == "access_log" and len(d.args) > 1}
+        problems = []
+        for name in sorted(used):
+            fmt = next((f for f in formats if f.split(" ", 1)[0] == name), "")
+            if "$ssl_client_s_dn" not in fmt and "$remote_user" not in fmt and "user" not in fmt:
+                problems.append(f"log_format {name} has no client identity")
+        if not used:
+            problems.append("no access_log with a named format")
+        yield judge(p.file.obj, problems, "access log carries the client certificate subject and user", "nginx.conf")
+    for p in hapi_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        fmt = str((((p.data.get("hapi") or {}).get("fhir") or {}).get("logger") or {}).get("format", ""))
+        yield judge(p.file.obj, [] if re.search(r"client[-_]s[-_]dn|remoteAddr|user", fmt, re.I) else ["FHIR access log has no caller identity"],
+                    "FHIR access log carries the caller's certificate subject", "application.yaml")
+    for p in aggregator_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        has_peer = re.search(r'name="fromhost(-ip)?"', p.file.text) is not None
+        yield judge(p.file.obj, [] if has_peer else ["records do not keep the sending peer"], "records keep the authenticated peer", "rsyslog.conf")
+
+
+manual("TRACE-03", "Records follow FHIR AuditEvent (IHE BALP) where the source is FHIR", "medium", TRACE + ("doctrine",),
+       ("socle",), "Enable a BALP AuditEvent interceptor in the FHIR server.",
+       "The HAPI FHIR starter has no configuration switch for BALP AuditEvents: record how AuditEvents are produced "
+       "(interceptor, version) and a sample.")
+
+
+@control("TRACE-04", "Logs centralised and tamper-evident (append-only files sealed by a hash chain)", "high", TRACE,
+         ("anssi-logs", "socle"), "Keep the aggregator writing read-only daily files on its volume and the seal container running.")
+def trace_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in aggregator_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        files = [st for st in p.data if st.type == "action" and st.params.get("type") == "omfile"]
+        if not files:
+            problems.append("no file output")
+        for st in files:
+            mode = st.params.get("filecreatemode", "0644")
+            if not re.match(r"^0?[0-7][0-4][0]$", mode):
+                problems.append(f"omfile fileCreateMode {mode} lets others write or read")
+        users = ev.mounts_of(p.file.obj)
+        if not users:
+            problems.append("no workload runs this aggregator")
+        for w, _c, _ in users:
+            sealers = [c.get("name") for c in w.containers() if _runs_seal(ev, w, c)]
+            if not sealers:
+                problems.append(f"{w.ref} has no seal container")
+            if w.kind == "StatefulSet" and not dig(w.obj, "spec", "volumeClaimTemplates"):
+                problems.append(f"{w.ref} keeps records on no persistent volume")
+        yield judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into a SHA-256 chain", "rsyslog.conf")
+
+
+def _runs_seal(ev: Evidence, w, container: dict) -> bool:
+    """Whether the container mounts a ConfigMap carrying the seal script."""
+    for m in container.get("volumeMounts") or []:
+        cm = dig(w.volume(m.get("name")) or {}, "configMap", "name")
+        if cm and "seal.sh" in ((ev.get("ConfigMap", w.namespace, cm) or {}).get("data") or {}):
+            return True
+    return False
+
+
+@control("TRACE-05", "Log transport to the aggregator is TLS with mutual authentication", "high", TRACE, ("anssi-logs", "socle"),
+         "Keep streamDriver mode 1 with x509 authentication on the aggregator input and on every forwarder.")
+def trace_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for p in aggregator_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for st in p.data:
+            if st.type == "module" and st.params.get("load") == "imtcp":
+                if st.params.get("streamdriver.mode") != "1":
+                    problems.append("imtcp streamDriver.mode is not 1 (TLS)")
+                if st.params.get("streamdriver.authmode") not in ("x509/certvalid", "x509/name"):
+                    problems.append(f"imtcp authMode {st.params.get('streamdriver.authmode', 'anon')} does not authenticate senders")
+        if not any(st.type == "module" and st.params.get("load") == "imtcp" for st in p.data):
+            problems.append("no TLS input")
+        if any(st.type == "module" and st.params.get("load") in ("imudp", "imptcp") for st in p.data):
+            problems.append("a cleartext input (imudp/imptcp) is loaded")
+        yield judge(p.file.obj, problems, "TLS input requiring certificates from the internal CA", "rsyslog.conf")
+    for p in forwarder_files(ev):
+        if not isinstance(p, Parsed):
+            yield p
+            continue
+        problems = []
+        for st in p.data:
+            if st.type == "action" and st.params.get("type") == "omfwd":
+                if st.params.get("streamdrivermode") != "1":
+                    problems.append("omfwd without TLS (streamDriverMode 1)")
+                if st.params.get("streamdriverauthmode") not in ("x509/name", "x509/certvalid"):
+                    problems.append(f"omfwd authMode {st.params.get('streamdriverauthmode', 'anon')} does not check the aggregator")
+        yield judge(p.file.obj, problems, "forwarded over TLS, aggregator's certificate checked, client certificate presented", "rsyslog.conf")

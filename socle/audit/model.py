@@ -1,0 +1,138 @@
+"""The vocabulary of the audit: controls, findings, the context an audit runs in, and results.
+
+A control is one requirement of `REQUIREMENTS.md` (same ID) with a check over plain Kubernetes objects (dicts as
+the API server returns them) and the configuration files carried in ConfigMaps. A check yields one finding per
+object it judged: pass, fail, or not applicable, always with the reason. Controls whose evidence is a document
+(a certificate, a register, a restore record) have no check: the report asks for manual evidence.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterable, Literal
+
+if TYPE_CHECKING:
+    from .evidence import Evidence
+
+Status = Literal["pass", "fail", "not-applicable"]
+ControlStatus = Literal["pass", "fail", "waived", "not-applicable", "manual"]
+Severity = Literal["critical", "high", "medium", "low"]
+
+# Frameworks of the report summary, in display order.
+FRAMEWORKS: dict[str, str] = {
+    "doctrine": "Doctrine du numérique en santé / CI-SIS",
+    "hds": "Hébergement de données de santé (HDS)",
+    "pgssi-s": "PGSSI-S",
+    "mssante": "MSSanté",
+    "psc": "Pro Santé Connect",
+    "anssi-tls": "ANSSI TLS",
+    "k8s": "Kubernetes hardening (ANSSI / CIS practice)",
+}
+
+# Families (one module each); the pytest marker of the infra suite is the family name.
+FAMILIES: dict[str, str] = {
+    "TLS": "Transport security and PKI",
+    "API": "APIs and gateway",
+    "PSC": "Pro Santé Connect and administration",
+    "FHIR": "FHIR, INS and national services",
+    "MSS": "MSSanté relay",
+    "TRACE": "Traceability",
+    "HDS": "Health data hosting, storage and backups",
+    "K8S": "Kubernetes platform hardening",
+}
+
+
+@dataclass(frozen=True, order=True)
+class ObjRef:
+    kind: str
+    namespace: str  # "" for cluster-scoped objects
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    @classmethod
+    def of(cls, obj: dict) -> "ObjRef":
+        meta = obj.get("metadata") or {}
+        return cls(str(obj.get("kind", "?")), str(meta.get("namespace") or ""), str(meta.get("name", "?")))
+
+    @classmethod
+    def parse(cls, text: str) -> "ObjRef":
+        parts = text.split("/")
+        if len(parts) == 2 and all(parts):
+            return cls(parts[0], "", parts[1])
+        if len(parts) == 3 and all(parts):
+            return cls(*parts)
+        raise ValueError(f"object reference {text!r} must be Kind/name or Kind/namespace/name")
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: Status
+    obj: ObjRef
+    reason: str
+    file: str = ""  # the configuration file (ConfigMap key) the finding is about, when there is one
+
+
+def passed(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
+    return Finding("pass", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
+
+
+def failed(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
+    return Finding("fail", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
+
+
+def not_applicable(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
+    return Finding("not-applicable", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
+
+
+def judge(obj: dict | ObjRef, problems: list[str], ok: str, file: str = "") -> Finding:
+    """One finding: fail listing every problem, or pass with `ok`."""
+    return failed(obj, "; ".join(problems), file) if problems else passed(obj, ok, file)
+
+
+Check = Callable[["Evidence", "Context"], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Control:
+    id: str
+    family: str
+    title: str
+    severity: Severity
+    frameworks: tuple[str, ...]
+    sources: tuple[str, ...]
+    remediation: str
+    check: Check | None = None  # None: documentary evidence, recorded in the stack's `socle:audit.evidence`
+    manual_evidence: str = ""  # what an auditor must see when the control is manual
+
+    @property
+    def manual(self) -> bool:
+        return self.check is None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check needs to know beyond the objects, and where each fact came from (shown in the report)."""
+
+    profile: Literal["dev", "production"]
+    profile_origin: str
+    today: dt.date
+    allowed_registries: tuple[str, ...] = ()
+
+    @property
+    def production(self) -> bool:
+        return self.profile == "production"
+
+
+@dataclass
+class ControlResult:
+    control: Control
+    status: ControlStatus
+    findings: list[Finding] = field(default_factory=list)
+    waived: list[tuple[Finding, str]] = field(default_factory=list)  # (finding, waiver text)
+    notes: list[str] = field(default_factory=list)  # expired or unused waivers, manual evidence reference
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "fail"]
