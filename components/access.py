@@ -8,12 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
-from socle.constants import AUDITED_RESOURCES
+from socle.constants import AUDITED_RESOURCES, AUDITOR_EXEC_ROLE, AUDITOR_ROLE
 
 from .common import ANN_REQUIREMENTS, KIT, PART_OF, child
 
-AUDITOR_ROLE = "socle-auditor"
-AUDITOR_EXEC_ROLE = "socle-auditor-exec"
 
 READ_VERBS = ("get", "list", "watch")
 

@@ -139,6 +139,132 @@ def list_() -> None:
     out.print(stacks)
 
 
+@app.command()
+def audit(
+    render_stack: Optional[str] = typer.Option(None, "--render", metavar="STACK", help="Audit the offline render of a stack"),
+    snapshot: Optional[Path] = typer.Option(None, "--snapshot", metavar="FILE", help="Audit a `kubectl get -o yaml|json` export"),
+    live: bool = typer.Option(False, "--live", help="Audit the cluster of the current kube context (read-only)"),
+    kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Kubeconfig for --live"),
+    context: Optional[str] = typer.Option(None, "--context", help="Kube context for --live"),
+    stack: Optional[str] = typer.Option(None, "--stack", help="Stack file whose profile, waivers and evidence apply (snapshot/live)"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Judge against this profile (dev|production) whatever the objects declare"),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.html, report.md, report.json, junit.xml, report.sarif here"),
+    fmt: str = typer.Option("text", "--format", help="Output on stdout: text or json"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD", help="Judge waiver expiry as of this date (default: today)"),
+) -> None:
+    """Audit a render, a snapshot or a live cluster against the requirements: exit 0 pass, 1 fail, 2 input error."""
+    import datetime as dt
+
+    from .audit import reports, runner, sources
+
+    chosen = [x for x in (render_stack is not None, snapshot is not None, live) if x]
+    problems = []
+    if len(chosen) != 1:
+        problems.append("give exactly one evidence source: --render STACK, --snapshot FILE or --live")
+    if fmt not in ("text", "json"):
+        problems.append(f"--format must be text or json (got {fmt!r})")
+    if profile not in (None, "dev", "production"):
+        problems.append(f"--profile must be dev or production (got {profile!r})")
+    if (kubeconfig or context) and not live:
+        problems.append("--kubeconfig and --context only apply to --live")
+    if render_stack is not None and stack is not None:
+        problems.append("--stack applies to --snapshot and --live; --render already names its stack")
+    try:
+        today = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    except ValueError:
+        problems.append(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})")
+    if problems:
+        for p in problems:
+            err.print(f"socle audit: {p}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+
+    st = None
+    try:
+        if render_stack is not None or stack is not None:
+            st = load(render_stack or stack)  # type: ignore[arg-type]
+    except StackError as exc:
+        _fail_stack(exc)
+        return
+    try:
+        if render_stack is not None:
+            with err.status(f"Rendering stack {st.name} under mocks…"):
+                ev = sources.from_render(st)
+        elif snapshot is not None:
+            ev = sources.from_snapshot(snapshot)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            from .constants import AUDITED_RESOURCES
+
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("Reading the cluster (one LIST per kind)", total=len(AUDITED_RESOURCES))
+                ev = sources.from_live(kubeconfig, context,
+                                       progress=lambda kind, n: bar.update(task, advance=1, description=f"{kind}: {n}"))
+        ctx = runner.make_context(ev, today, profile=profile, stack_profile=getattr(st.params, "profile", None) if st else None,
+                                  allowed_registries=tuple(st.params.images.allowed_registries) if st else ())
+        result = runner.run(ev, ctx, st.audit if st else None)
+    except runner.AuditInputError as exc:
+        err.print(f"socle audit: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    written = reports.write_reports(result, ev, report_dir) if report_dir else []
+    if fmt == "json":
+        sys.stdout.write(reports.to_json(result, ev))
+    else:
+        _print_audit(result)
+        for path in written:
+            out.print(f"report: {path}", markup=False)
+    raise typer.Exit(1 if result.failed else 0)
+
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "waived": "yellow", "not-applicable": "dim", "manual": "blue"}
+
+
+def _print_audit(result) -> None:
+    ctx = result.context
+    out.print(f"{result.target} — evidence {result.source} ({result.object_count} objects), profile {ctx.profile} "
+              f"({ctx.profile_origin}), {result.date}", markup=False, highlight=False)
+    table = Table(show_lines=False)
+    for col in ("ID", "status", "severity", "requirement", "objects"):
+        table.add_column(col)
+    for r in result.results:
+        n = len(r.findings) + len(r.waived)
+        table.add_row(r.control.id, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.control.severity, r.control.title, str(n))
+    out.print(table)
+    for r in result.results:
+        for f in r.failures:
+            out.print(f"FAIL {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else ""), markup=False, highlight=False)
+        for n in r.notes:
+            if "waiver" in n:
+                out.print(f"NOTE {r.control.id}: {n}", markup=False, highlight=False)
+    counts = result.counts()
+    verdict = "[bold red]FAIL[/]" if result.failed else "[bold green]PASS[/]"
+    out.print(f"{verdict}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@app.command("auditor-kubeconfig")
+def auditor_kubeconfig(
+    user: str = typer.Option(..., "--user", help="Auditor's name (the certificate's CN)"),
+    stack: Optional[str] = typer.Option(None, "--stack", help="Stack whose auditors.group to use (default group: socle:auditors)"),
+    days: int = typer.Option(30, "--days", min=1, max=365, help="Validity of the auditor's certificate"),
+) -> None:
+    """Print how to obtain a kubeconfig bound to the read-only socle-auditor role (K8S-10)."""
+    import re
+
+    from .audit.access import kubeconfig_instructions
+
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$", user):
+        err.print(f"--user {user!r} must be lower-case letters, digits, '-' and '.'", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    group = "socle:auditors"
+    if stack:
+        try:
+            group = load(stack).params.auditors.group  # type: ignore[attr-defined]
+        except StackError as exc:
+            _fail_stack(exc)
+            return
+    out.print(kubeconfig_instructions(user, group, days), markup=False, highlight=False)
+
+
 def _pulumi(stack: str, action: str, yes: bool) -> None:
     try:
         st = load(stack)

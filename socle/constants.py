@@ -77,3 +77,5 @@ AUDITED_RESOURCES = (
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
 )
+AUDITOR_ROLE = "socle-auditor"  # K8S-10: read-only ClusterRole of the auditors
+AUDITOR_EXEC_ROLE = "socle-auditor-exec"  # optional Role: exec into the kit's pods for live host checks

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
+from socle.constants import AUDITOR_EXEC_ROLE, AUDITOR_ROLE
+
 from ..evidence import ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, LABEL_BLOCK, Evidence, annotations, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, failed, judge, not_applicable, passed
 from . import registrar
@@ -12,8 +14,6 @@ CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "K8S")
 K8S = ("k8s",)
 SRC = ("kubernetes", "socle")
-AUDITOR_ROLE = "socle-auditor"
-AUDITOR_EXEC_ROLE = "socle-auditor-exec"
 ANN_API_ACCESS = "socle.esante.fr/api-access"
 
 

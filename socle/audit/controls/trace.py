@@ -47,7 +47,7 @@ def trace_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems = []
         for name in sorted(used):
             fmt = next((f for f in formats if f.split(" ", 1)[0] == name), "")
-            if "$ssl_client_s_dn" not in fmt and "$remote_user" not in fmt and "user" not in fmt:
+            if not re.search(r"\$(ssl_client_s_dn|remote_user|\w*_user)\b", fmt):
                 problems.append(f"log_format {name} has no client identity")
         if not used:
             problems.append("no access_log with a named format")
