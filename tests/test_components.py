@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.access import AuditorAccess, AuditorAccessArgs
 from components.auditlog import AuditLog, AuditLogArgs, seal_script
 from components.common import AuditTarget, Flow
 from components.fhir import DatabaseArgs, FhirArgs, FhirStore
@@ -124,6 +125,56 @@ def test_gateway_single_replica_has_no_pdb_and_weaker_tls_shows_in_config():
     assert "ssl_protocols TLSv1.1 TLSv1.2 TLSv1.3;" in conf
 
 
+def test_gateway_refreshes_the_crl_beside_nginx_when_distribution_points_are_given():
+    urls = ["http://crl.example.test/ca-1.crl", "http://crl.example.test/ca-2.crl"]
+    objs = objects(lambda: Gateway("g", _gateway_args(crl_urls=urls, crl_refresh_seconds=1800)))
+    gw = one(objs, "Deployment", "gateway")
+    spec = gw["spec"]["template"]["spec"]
+    assert spec["shareProcessNamespace"] is True  # the refresher signals NGINX to reload the CRL
+    names = [c["name"] for c in containers(gw)]
+    assert names == ["crl-seed", "nginx", "log-forwarder", "crl-refresh"]
+    refresher = next(c for c in containers(gw) if c["name"] == "crl-refresh")
+    assert refresher["securityContext"]["runAsUser"] == 101  # same uid as NGINX, nothing more
+    crl = next(v for v in spec["volumes"] if v["name"] == "crl")
+    assert "emptyDir" in crl  # seeded from the Secret, rewritten by the refresher
+    script = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("gateway-crl-refresh-"))
+    text = script["data"]["crl-refresh.sh"]
+    assert all(u in text for u in urls) and "sleep 1800" in text and "kill -HUP" in text
+    assert_hardened(gw)
+    # Without distribution points the CRL comes from the Secret as before, no refresher, no shared PIDs.
+    plain = one(objects(lambda: Gateway("g", _gateway_args())), "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert "shareProcessNamespace" not in plain and [c["name"] for c in plain["containers"]] == ["nginx", "log-forwarder"]
+
+
+def test_oauth2_proxy_logs_reach_the_audit_log():
+    objs = objects(lambda: Gateway("g", _gateway_args()))
+    o2 = one(objs, "Deployment", "oauth2-proxy")
+    forwarder = next(c for c in containers(o2) if c["name"] == "log-forwarder")
+    assert forwarder["securityContext"]["runAsUser"] == 65532  # reads oauth2-proxy's 0600 log file
+    cfg = next(o for o in objs if o["metadata"]["name"].startswith("oauth2-proxy-"))["data"]["oauth2-proxy.cfg"]
+    conf = next(o for o in objs if o["metadata"]["name"].startswith("oauth2-proxy-log-forwarder-"))["data"]["rsyslog.conf"]
+    assert 'logging_filename = "/var/log/oauth2-proxy/oauth2-proxy.log"' in cfg
+    assert 'file="/var/log/oauth2-proxy/oauth2-proxy.log"' in conf
+
+
+def test_auditor_role_reads_everything_the_audit_lists_but_secrets_and_exec_is_separate():
+    from socle.constants import AUDITED_RESOURCES
+    objs = objects(lambda: AuditorAccess("a", AuditorAccessArgs(group="socle:auditors")))
+    role = one(objs, "ClusterRole", "socle-auditor")
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {(g, p) for g, _, p, _, _ in AUDITED_RESOURCES}
+    assert all(rule["verbs"] == ["get", "list", "watch"] for rule in role["rules"])
+    assert not [r for _, r in granted if r in ("secrets", "*") or "/" in r]
+    binding = one(objs, "ClusterRoleBinding", "socle-auditor")
+    assert binding["subjects"] == [{"kind": "Group", "name": "socle:auditors", "apiGroup": "rbac.authorization.k8s.io"}]
+    assert not [o for o in objs if o["kind"] in ("Role", "RoleBinding")]
+    with_exec = objects(lambda: AuditorAccess("a", AuditorAccessArgs(group="g", exec_namespaces=["ns-a", "ns-b"])))
+    roles = [o for o in with_exec if o["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ns-a", "ns-b"]
+    assert roles[0]["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                                 {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]
+
+
 def _fhir_args(mode="in-cluster", **kw):
     db = DatabaseArgs(mode=mode, server_secret="pg-tls", storage_class="socle-health-data", image="docker.io/library/postgres:16.6-alpine3.21") \
         if mode == "in-cluster" else DatabaseArgs(mode="external", host="db.example.test", credentials_secret="db", ca_secret="db-ca")
@@ -153,8 +204,14 @@ def test_fhir_store_in_cluster_database():
     assert pg["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "socle-health-data"
     terms = pg["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["fr-par"]
-    pgconf = next(o for o in objs if o["metadata"]["name"].startswith("postgres-"))["data"]
+    pgconf = next(o for o in objs if o["kind"] == "ConfigMap" and "postgresql.conf" in o["data"])["data"]
     assert "ssl = on" in pgconf["postgresql.conf"] and "hostnossl   all       all       0.0.0.0/0      reject" in pgconf["pg_hba.conf"]
+    # TRACE-01: connection logs go to files that a forwarder running as postgres's uid sends to the audit log.
+    assert "logging_collector = on" in pgconf["postgresql.conf"] and "log_connections = on" in pgconf["postgresql.conf"]
+    forwarder = next(c for c in containers(pg) if c["name"] == "log-forwarder")
+    assert forwarder["securityContext"]["runAsUser"] == 70
+    fwd = next(o for o in objs if o["metadata"]["name"].startswith("postgres-log-forwarder-"))["data"]["rsyslog.conf"]
+    assert 'file="/var/log/postgresql/postgresql-*.log"' in fwd
     assert run.secrets and run.secrets[0]["name"] == "postgres-credentials"
 
 

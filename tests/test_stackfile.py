@@ -149,3 +149,38 @@ def test_validate_cli_lists_problems_with_file_and_path_and_writes_nothing(tmp_p
 def test_missing_stack_is_a_clear_error(tmp_path):
     result = subprocess.run(["socle", "validate", "nope"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "no such stack file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_audit_section_problems_are_all_reported_with_their_key_path(tmp_path):
+    doc = yaml.safe_load(DEMO.read_text())
+    doc["config"]["socle:audit"] = {
+        "evidence": {"HDS-03": {"reference": "HDS cert 42", "owner": "rssi"},  # no date
+                     "K8S-01": {"reference": "x-ref", "owner": "rssi", "date": "2026-01-01"},  # checked control
+                     "XYZ-99": {"reference": "x-ref", "owner": "rssi", "date": "2026-01-01"}},
+        "waivers": [
+            {"control": "BCK-02", "objects": ["Namespace/a"], "justification": "restore tests are done by the host", "owner": "o",
+             "expires": "2027-01-01"},
+            {"control": "K8S-01", "objects": ["chdemo-mss"], "justification": "too short", "owner": "o", "expires": "soon"},
+        ],
+    }
+    found = problems_of(write_stack(tmp_path, doc))
+    A = "config.socle:audit"
+    assert (f"{A}.evidence.HDS-03.date", "required value missing") in found
+    assert (f"{A}.waivers[1].objects", "object reference 'chdemo-mss' must be Kind/name or Kind/namespace/name") in found
+    assert any(p == f"{A}.waivers[1].justification" for p, _ in found)
+    assert any(p == f"{A}.waivers[1].expires" for p, _ in found)
+    # Once the shapes are right, the references are checked against the catalogue.
+    doc["config"]["socle:audit"]["evidence"]["HDS-03"]["date"] = "2026-09-01"
+    doc["config"]["socle:audit"]["waivers"].pop()
+    found = problems_of(write_stack(tmp_path, doc))
+    assert found == [
+        (f"{A}.evidence.K8S-01", "this control is checked on objects; evidence references are for manual controls"),
+        (f"{A}.evidence.XYZ-99", "unknown requirement ID"),
+        (f"{A}.waivers[0].control", "BCK-02 is a manual control; record its evidence instead"),
+    ]
+
+
+def test_production_needs_crl_distribution_points_for_mtls_routes(tmp_path):
+    doc = mutated(PROD, lambda p: p["pki"].pop("crl_urls"))
+    assert ("config.socle:params.pki.crl_urls",
+            "PKI-02: production mTLS routes need the CRL distribution points so the CRL is refreshed") in problems_of(write_stack(tmp_path, doc))
