@@ -297,3 +297,19 @@ def test_auditor_kubeconfig_prints_a_read_only_recipe(chdir_root):
     assert "signerName: kubernetes.io/kube-apiserver-client" in res.output
     assert "auth can-i list secrets --all-namespaces      # no" in res.output
     assert cli.invoke(app, ["auditor-kubeconfig", "--user", "Alice Smith"]).exit_code == 2
+
+
+def test_infra_suite_names_the_failing_requirement_and_object_and_selects_by_family(tmp_path, chdir_root):
+    import subprocess
+    import sys
+
+    bad = _snapshot(tmp_path, build(FAILING["K8S-07"]))
+    base = [sys.executable, "-m", "pytest", "tests/infra", "-q", "-p", "no:cacheprovider", "--evidence", f"snapshot:{bad}",
+            "--stack", "demo", "--as-of", "2026-11-27"]
+    run = subprocess.run(base + ["-m", "K8S"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert "FAILED tests/infra/test_requirements.py::test_requirement[K8S-07 Service/chdemo-fhir/hapi-fhir]" in run.stdout
+    assert "remediation: Use ClusterIP services" in run.stdout
+    tls_only = subprocess.run(base + ["-m", "TLS"], capture_output=True, text=True, cwd=ROOT)
+    assert tls_only.returncode == 0, tls_only.stdout[-2000:]
+    assert "deselected" in tls_only.stdout and "K8S-07" not in tls_only.stdout

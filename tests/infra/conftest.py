@@ -1,0 +1,72 @@
+"""The auditors' suite: `pytest tests/infra --evidence render:demo | snapshot:FILE | live[:CONTEXT]`.
+
+One test per control and object, named with the requirement ID and marked with its family (`-m TLS`). In live
+mode the host checks also run inside the pods through testinfra's `kubectl://` backend.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from socle.audit import runner, sources
+from socle.audit.evidence import Evidence
+from socle.stackfile import StackError, load
+
+_audits: dict[tuple, tuple[runner.Audit, Evidence, dict]] = {}
+
+
+@dataclass(frozen=True)
+class Options:
+    evidence: str
+    stack: str | None
+    kubeconfig: str | None
+    profile: str | None
+    as_of: str | None
+
+    @classmethod
+    def of(cls, config: pytest.Config) -> "Options":
+        return cls(config.getoption("evidence"), config.getoption("stack"), config.getoption("kubeconfig"),
+                   config.getoption("profile"), config.getoption("as_of"))
+
+
+def audit_for(config: pytest.Config) -> tuple[runner.Audit, Evidence, dict]:
+    """The audit of the chosen evidence, computed once per session; usage errors stop the run with a clear message."""
+    o = Options.of(config)
+    key = tuple(vars(o).values())
+    if key in _audits:
+        return _audits[key]
+    kind, _, arg = o.evidence.partition(":")
+    try:
+        stack = load(arg if kind == "render" else o.stack) if (kind == "render" or o.stack) else None
+        if kind == "render":
+            ev = sources.from_render(stack)
+        elif kind == "snapshot" and arg:
+            ev = sources.from_snapshot(Path(arg))
+        elif kind == "live":
+            ev = sources.from_live(o.kubeconfig, arg or None)
+        else:
+            raise pytest.UsageError(f"--evidence {o.evidence!r}: expected render:STACK, snapshot:FILE, live or live:CONTEXT")
+        today = dt.date.fromisoformat(o.as_of) if o.as_of else dt.date.today()
+        ctx = runner.make_context(ev, today, profile=o.profile, stack_profile=stack.params.profile if stack else None,
+                                  allowed_registries=tuple(stack.params.images.allowed_registries) if stack else ())
+        audit = runner.run(ev, ctx, stack.audit if stack else None)
+    except StackError as exc:
+        raise pytest.UsageError("\n".join(map(str, exc.problems))) from None
+    except runner.AuditInputError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except ValueError as exc:
+        raise pytest.UsageError(f"--as-of: {exc}") from None
+    _audits[key] = (audit, ev, {"live": kind == "live", "kubeconfig": o.kubeconfig, "context": arg or None})
+    return _audits[key]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not any("infra" in str(a) for a in config.args):
+        return []
+    audit, _, _ = audit_for(config)
+    c = audit.context
+    return [f"socle audit of {audit.target}: evidence {audit.source}, profile {c.profile} ({c.profile_origin}), "
+            f"as of {audit.date}, kit {audit.kit_version}, blueprints {', '.join(audit.blueprints) or '-'}"]
