@@ -117,11 +117,14 @@ class Evidence:
                 seen[ObjRef.of(obj)] = obj
         self.objects = [seen[k] for k in sorted(seen)]
         self._index = seen
+        self._kit_namespaces = {meta(o)["name"]: o for o in self.objects
+                                if o["kind"] == "Namespace" and labels(o).get(PART_OF) == KIT}
+        self._workloads: list[Workload] | None = None
 
     # --- scope -------------------------------------------------------------------------------------------
     @property
     def kit_namespaces(self) -> dict[str, dict]:
-        return {meta(o)["name"]: o for o in self.objects if o["kind"] == "Namespace" and labels(o).get(PART_OF) == KIT}
+        return self._kit_namespaces
 
     def in_scope(self, obj: dict) -> bool:
         ns = meta(obj).get("namespace")
@@ -150,6 +153,11 @@ class Evidence:
 
     # --- workloads and configuration files ------------------------------------------------------------
     def workloads(self) -> list[Workload]:
+        if self._workloads is None:
+            self._workloads = self._find_workloads()
+        return self._workloads
+
+    def _find_workloads(self) -> list[Workload]:
         out = []
         for obj in self.scoped(*POD_OWNERS, "Pod"):
             if obj["kind"] in ("Pod", "ReplicaSet", "Job") and meta(obj).get("ownerReferences"):
