@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     import datetime as dt
 
 from socle.audit import configs
+from socle.audit.controls._common import OLD_TLS, POSTFIX_PROTOCOL_KEYS, postfix_cipher_problems, postfix_protocol_problems
 from socle.constants import MSS_TLS12_SUITES, TLS12_AEAD_SUITES
 
-OLD_TLS = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"}
 
 
 @dataclass(frozen=True)
@@ -45,27 +45,22 @@ def _extra(allowed: tuple[str, ...], value: str) -> list[str]:
 
 # --- Postfix ------------------------------------------------------------------------------------------
 
-POSTFIX_KEYS = ("smtpd_tls_security_level", "smtpd_tls_auth_only", "smtpd_tls_protocols", "smtpd_tls_mandatory_protocols",
-                "smtp_tls_protocols", "smtp_tls_mandatory_protocols", "smtpd_tls_mandatory_ciphers",
+POSTFIX_KEYS = ("smtpd_tls_security_level", "smtpd_tls_auth_only", *POSTFIX_PROTOCOL_KEYS, "smtpd_tls_mandatory_ciphers",
                 "smtp_tls_mandatory_ciphers", "tls_high_cipherlist", "smtp_tls_security_level", "smtpd_tls_req_ccert",
                 "relay_clientcerts", "debug_peer_list", "smtpd_tls_loglevel")
 
 
 def postfix(host: Any, config_dir: str | None = None) -> list[HostCheck]:
-    """`postconf` of the running configuration: MSS-01, MSS-02, MSS-03, MSS-04, MSS-06, MSS-07."""
+    """`postconf` of the running configuration: MSS-01, MSS-02, MSS-03, MSS-04, MSS-06, MSS-07 — the rules of the
+    catalogue's controls applied to what Postfix reports, defaults included."""
     base = "postconf" + (f" -c {shlex.quote(config_dir)}" if config_dir else "")
     values = configs.postfix_main(_run(host, f"{base} {' '.join(POSTFIX_KEYS)}"))
-    old = {k: sorted(configs.postfix_protocols(values.get(k, "")) & OLD_TLS)
-           for k in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtp_tls_protocols", "smtp_tls_mandatory_protocols")}
     level = values.get("smtp_tls_security_level", "")
     return [
         _check("MSS-01", [f"{k} = {values.get(k)}" for k, v in (("smtpd_tls_security_level", "encrypt"), ("smtpd_tls_auth_only", "yes"))
                           if values.get(k) != v], "STARTTLS required, auth only over TLS"),
-        _check("MSS-02", [f"{k} allows {', '.join(v)}" for k, v in old.items() if v], "TLS 1.2 minimum in and out"),
-        _check("MSS-03", ([f"{side}_tls_mandatory_ciphers = {values.get(f'{side}_tls_mandatory_ciphers')}"
-                           for side in ("smtpd", "smtp") if values.get(f"{side}_tls_mandatory_ciphers") != "high"]
-                          + [f"tls_high_cipherlist has {', '.join(x)}" for x in [_extra(MSS_TLS12_SUITES, values.get("tls_high_cipherlist", ""))] if x]),
-               "MSSanté suites only"),
+        _check("MSS-02", postfix_protocol_problems(values), "TLS 1.2 minimum in and out"),
+        _check("MSS-03", postfix_cipher_problems(values, MSS_TLS12_SUITES), "MSSanté suites only"),
         _check("MSS-04", [] if level in ("verify", "secure") else [f"smtp_tls_security_level = {level}"], f"outbound {level}"),
         _check("MSS-06", [] if values.get("smtpd_tls_req_ccert") == "yes" and values.get("relay_clientcerts") else
                ["client certificates not required or not allow-listed"], "organisation certificate required"),

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+from socle.constants import RETENTION_FLOOR_DAYS
 
 from .. import configs
 from ..evidence import ANN_ROUTES, ConfigFile, Evidence, Workload, annotations, meta
-from ..model import Finding, failed
+from ..model import Finding, failed, judge
 
 
 @dataclass
@@ -23,6 +26,22 @@ def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Itera
             yield Parsed(f, parser(f.text))
         except configs.ConfigError as exc:
             yield failed(f.obj, f"{key} does not parse: {exc}", key)
+
+
+Judge = Callable[["Parsed"], "Finding | Iterable[Finding]"]
+
+
+def each(files: Iterable[Parsed | Finding], fn: Judge) -> Iterator[Finding]:
+    """Judge every parsed file with `fn`; a file that did not parse is already a failure."""
+    for p in files:
+        if isinstance(p, Finding):
+            yield p
+            continue
+        out = fn(p)
+        if isinstance(out, Finding):
+            yield out
+        else:
+            yield from out
 
 
 def nginx_files(ev: Evidence) -> Iterator[Parsed | Finding]:
@@ -113,3 +132,43 @@ def cipher_problems(value: str | None, allowed: tuple[str, ...], what: str) -> l
         return [f"{what}: no cipher list set (the library default includes non-AEAD suites)"]
     extra = [c for c in openssl_list(value) if c not in allowed]
     return [f"{what}: {', '.join(extra)} not in the allowed list"] if extra else []
+
+
+# --- Postfix rules shared by TLS-01/02, MSS-02/03 and the host checks ----------------------------------
+
+OLD_TLS = frozenset({"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"})
+POSTFIX_PROTOCOL_KEYS = ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtp_tls_protocols",
+                         "smtp_tls_mandatory_protocols")
+
+
+def postfix_protocol_problems(values: dict[str, str]) -> list[str]:
+    """Protocol settings that leave SSL, TLS 1.0 or 1.1 enabled (Postfix's default for each is `>=TLSv1`)."""
+    out = []
+    for key in POSTFIX_PROTOCOL_KEYS:
+        old = sorted(configs.postfix_protocols(values.get(key, ">=TLSv1")) & OLD_TLS)
+        if old:
+            out.append(f"{key} allows {', '.join(old)}")
+    return out
+
+
+def postfix_cipher_problems(values: dict[str, str], allowed: tuple[str, ...]) -> list[str]:
+    """Mandatory cipher grades other than `high`, and suites of the `high` list outside `allowed`."""
+    out = [f"{side}_tls_mandatory_ciphers is {values.get(f'{side}_tls_mandatory_ciphers', 'medium')}, not high"
+           for side in ("smtpd", "smtp") if values.get(f"{side}_tls_mandatory_ciphers", "medium") != "high"]
+    return out + cipher_problems(values.get("tls_high_cipherlist"), allowed, "tls_high_cipherlist")
+
+
+def retention(ev: Evidence) -> Iterator[Finding]:
+    """The audit log's retention, as the seal script applies it (TRACE-01, MSS-07): at least the floor."""
+    scripts = ev.config_files("seal.sh")
+    if not scripts:
+        for f in ev.config_files("rsyslog.conf", "imtcp"):
+            yield failed(f.obj, "no seal/retention script: records are not kept for a known period", "rsyslog.conf")
+    for f in scripts:
+        m = re.search(r'^RETENTION_DAYS="?(\d+)"?\s*$', f.text, re.M)
+        if not m:
+            yield failed(f.obj, "RETENTION_DAYS not set in seal.sh", "seal.sh")
+            continue
+        days = int(m.group(1))
+        yield judge(f.obj, [f"records kept {days} days, below the floor of {RETENTION_FLOOR_DAYS}"] if days < RETENTION_FLOOR_DAYS else [],
+                    f"records kept {days} days (floor {RETENTION_FLOOR_DAYS})", "seal.sh")

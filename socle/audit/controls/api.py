@@ -9,7 +9,7 @@ from .. import configs
 from ..evidence import Evidence
 from ..model import Context, Control, Finding, judge, not_applicable
 from . import registrar
-from ._common import Parsed, api_servers, hapi_files, nginx_files, oauth2_files, proxy_locations, routes
+from ._common import Parsed, api_servers, each, hapi_files, nginx_files, oauth2_files, proxy_locations, routes
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "API")
@@ -17,18 +17,18 @@ API = ("doctrine",)
 SENSITIVITIES = ("public", "restricted", "sensitive")
 
 
-def _gateways(ev: Evidence) -> Iterator[tuple[Parsed, list[dict]] | Finding]:
-    """Each gateway nginx.conf with its route index; a gateway without an index fails."""
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        index = routes(p.file.obj)
-        yield p, index if index is not None else []
+def _index(p: Parsed) -> list[dict]:
+    """The route index the gateway declares next to its nginx.conf (none: every server lacks its labels)."""
+    return routes(p.file.obj) or []
 
 
 def _by_host(p: Parsed) -> dict[str, configs.Directive]:
     return {n: s for s in api_servers(p.data) for n in configs.server_names(s)}
+
+
+def _business_locations(server: configs.Directive) -> list[configs.Directive]:
+    """Proxying locations of an API, the login flow of oauth2-proxy (/oauth2/...) aside."""
+    return [loc for loc in proxy_locations(server) if not (loc.args and loc.args[-1].startswith("/oauth2"))]
 
 
 def _authenticated(server: configs.Directive, loc: configs.Directive) -> tuple[bool, bool]:
@@ -44,29 +44,22 @@ def _authenticated(server: configs.Directive, loc: configs.Directive) -> tuple[b
          API + ("pgssi-s",), ("ci-sis-transport",),
          "Give every API a sensitivity; sensitive APIs need mtls (gateway.apis[].mtls) with the health PKI bundle.")
 def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for item in _gateways(ev):
-        if isinstance(item, Finding):
-            yield item
-            continue
-        p, index = item
-        hosts = _by_host(p)
-        problems = []
+    def gateway(p: Parsed) -> Finding:
+        index, hosts = _index(p), _by_host(p)
         declared = {r.get("host"): r for r in index}
-        for host in sorted(hosts):
-            if host not in declared:
-                problems.append(f"server {host} has no route entry, hence no sensitivity label")
+        problems = [f"server {h} has no route entry, hence no sensitivity label" for h in sorted(hosts) if h not in declared]
         for r in index:
             sens = r.get("sensitivity")
+            server = hosts.get(r.get("host", ""))
             if sens not in SENSITIVITIES:
                 problems.append(f"route {r.get('name')}: sensitivity {sens!r} is not one of {', '.join(SENSITIVITIES)}")
-                continue
-            server = hosts.get(r.get("host", ""))
-            if server is None:
+            elif server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
-            elif sens == "sensitive":
-                if server.value("ssl_verify_client") != "on" or not server.value("ssl_client_certificate"):
-                    problems.append(f"sensitive route {r.get('name')} ({r.get('host')}) does not verify client certificates")
-        yield judge(p.file.obj, problems, "every route labelled; sensitive routes verify client certificates", "nginx.conf")
+            elif sens == "sensitive" and (server.value("ssl_verify_client") != "on" or not server.value("ssl_client_certificate")):
+                problems.append(f"sensitive route {r.get('name')} ({r.get('host')}) does not verify client certificates")
+        return judge(p.file.obj, problems, "every route labelled; sensitive routes verify client certificates", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 manual("API-02", "Organisation clients authenticate to the authorization server with mTLS (RFC 8705); one subject, one client",
@@ -81,27 +74,20 @@ manual("API-02", "Organisation clients authenticate to the authorization server 
          "Keep token_validation on for routes called for professionals; the gateway checks tokens with oauth2-proxy.")
 def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     proxies = {p.file.obj["metadata"].get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
-    for item in _gateways(ev):
-        if isinstance(item, Finding):
-            yield item
-            continue
-        p, index = item
+
+    def gateway(p: Parsed) -> Finding:
         hosts = _by_host(p)
-        token_routes = [r for r in index if r.get("token_validation")]
+        token_routes = [r for r in _index(p) if r.get("token_validation")]
         if not token_routes:
-            yield not_applicable(p.file.obj, "no route validates tokens (mTLS-only routes)", "nginx.conf")
-            continue
+            return not_applicable(p.file.obj, "no route validates tokens (mTLS-only routes)", "nginx.conf")
         problems = []
         for r in token_routes:
             server = hosts.get(r.get("host", ""))
             if server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
                 continue
-            for loc in proxy_locations(server):
-                if loc.args[-1:] == ["/oauth2/"] or (loc.args and loc.args[-1].startswith("/oauth2")):
-                    continue
-                if not _authenticated(server, loc)[1]:
-                    problems.append(f"route {r.get('name')} location {' '.join(loc.args)} has no auth_request")
+            problems += [f"route {r.get('name')} location {' '.join(loc.args)} has no auth_request"
+                         for loc in _business_locations(server) if not _authenticated(server, loc)[1]]
         proxy = proxies.get(p.file.obj["metadata"].get("namespace"))
         if proxy is None:
             problems.append("no oauth2-proxy configuration in the gateway namespace")
@@ -110,7 +96,9 @@ def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append("oauth2-proxy has no oidc_issuer_url")
             if proxy.data.get("skip_jwt_bearer_tokens") is not True:
                 problems.append("oauth2-proxy does not validate bearer tokens (skip_jwt_bearer_tokens)")
-        yield judge(p.file.obj, problems, "tokens validated by auth_request against the issuer's keys", "nginx.conf")
+        return judge(p.file.obj, problems, "tokens validated by auth_request against the issuer's keys", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -128,112 +116,96 @@ def _seconds(value: str) -> int | None:
          "high", API + ("psc",), ("ci-sis-transport",),
          "Keep cookie_secure/cookie_httponly on, pass_access_token off and a session lifetime of at most 24 h.")
 def api_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in oauth2_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def proxy(p: Parsed) -> Finding:
         c = p.data
-        problems = []
-        if c.get("cookie_secure", True) is not True:
-            problems.append("cookie_secure is off")
-        if c.get("cookie_httponly", True) is not True:
-            problems.append("cookie_httponly is off")
-        if c.get("pass_access_token") is True or c.get("pass_authorization_header") is True:
-            problems.append("tokens are passed on (pass_access_token / pass_authorization_header)")
         life = _seconds(str(c.get("cookie_expire", "168h")))
-        if life is None or life == 0 or life > 24 * 3600:
-            problems.append(f"cookie_expire {c.get('cookie_expire', '168h (default)')} is not a lifetime of at most 24h")
-        yield judge(p.file.obj, problems, f"Secure HttpOnly session cookie, lifetime {c.get('cookie_expire')}", "oauth2-proxy.cfg")
+        problems = [msg for bad, msg in (
+            (c.get("cookie_secure", True) is not True, "cookie_secure is off"),
+            (c.get("cookie_httponly", True) is not True, "cookie_httponly is off"),
+            (c.get("pass_access_token") is True or c.get("pass_authorization_header") is True,
+             "tokens are passed on (pass_access_token / pass_authorization_header)"),
+            (life is None or life == 0 or life > 24 * 3600,
+             f"cookie_expire {c.get('cookie_expire', '168h (default)')} is not a lifetime of at most 24h"),
+        ) if bad]
+        return judge(p.file.obj, problems, f"Secure HttpOnly session cookie, lifetime {c.get('cookie_expire')}", "oauth2-proxy.cfg")
+
+    yield from each(oauth2_files(ev), proxy)
 
 
 @control("GW-01", "Each exposed API has an owner group", "medium", API, ("gravitee",),
          "Set gateway.apis[].owner_group.")
 def gw_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for item in _gateways(ev):
-        if isinstance(item, Finding):
-            yield item
-            continue
-        p, index = item
-        declared = {r.get("host"): r for r in index}
+    def gateway(p: Parsed) -> Finding:
+        index = _index(p)
+        declared = {r.get("host") for r in index}
         problems = [f"server {h} has no route entry (no owner)" for h in sorted(_by_host(p)) if h not in declared]
         problems += [f"route {r.get('name')} has no owner" for r in index if not str(r.get("owner") or "").strip()]
-        yield judge(p.file.obj, problems, "every API names its owner group", "nginx.conf")
+        return judge(p.file.obj, problems, "every API names its owner group", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 @control("GW-02", "No business API without authentication", "critical", API, ("gravitee",),
          "Every route needs mtls or token_validation.")
 def gw_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for s in api_servers(p.data):
-            for loc in proxy_locations(s):
-                if loc.args and loc.args[-1].startswith("/oauth2"):
-                    continue  # the login flow itself
-                mtls, token = _authenticated(s, loc)
-                if not (mtls or token):
-                    problems.append(f"{s.value('server_name')} location {' '.join(loc.args)} proxies without authentication")
-        yield judge(p.file.obj, problems, "every proxied location requires a client certificate or a token", "nginx.conf")
+    def gateway(p: Parsed) -> Finding:
+        problems = [f"{s.value('server_name')} location {' '.join(loc.args)} proxies without authentication"
+                    for s in api_servers(p.data) for loc in _business_locations(s) if not any(_authenticated(s, loc))]
+        return judge(p.file.obj, problems, "every proxied location requires a client certificate or a token", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 @control("GW-03", "Each API is served on its own host name", "medium", API, ("gravitee",),
          "Give each API its own host; keep the default server rejecting unknown names.")
 def gw_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for item in _gateways(ev):
-        if isinstance(item, Finding):
-            yield item
-            continue
-        p, index = item
+    def gateway(p: Parsed) -> Finding:
         problems = []
         names = [n for s in api_servers(p.data) for n in configs.server_names(s)]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             problems.append(f"host names served twice: {', '.join(dup)}")
-        hosts = [r.get("host") for r in index]
-        shared = sorted({h for h in hosts if hosts.count(h) > 1})
+        hosts = [r.get("host") for r in _index(p)]
+        shared = sorted({str(h) for h in hosts if hosts.count(h) > 1})
         if shared:
-            problems.append(f"APIs sharing a host: {', '.join(map(str, shared))}")
-        multi = [s.value("server_name") for s in api_servers(p.data) if len(configs.server_names(s)) > 1]
+            problems.append(f"APIs sharing a host: {', '.join(shared)}")
+        multi = [str(s.value("server_name")) for s in api_servers(p.data) if len(configs.server_names(s)) > 1]
         if multi:
-            problems.append(f"servers answering several names: {', '.join(map(str, multi))}")
+            problems.append(f"servers answering several names: {', '.join(multi)}")
         default = [s for s in configs.nginx_servers(p.data) if configs.listens_tls(s)
                    and any("default_server" in d.args for d in s.all("listen"))]
         if not default or default[0].value("ssl_reject_handshake") != "on":
             problems.append("the default TLS server does not reject unknown host names (ssl_reject_handshake on)")
-        yield judge(p.file.obj, problems, "one host per API; unknown names rejected", "nginx.conf")
+        return judge(p.file.obj, problems, "one host per API; unknown names rejected", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 @control("GW-04", "Backends probed; an external health route is GET-only, unauthenticated, limited to its path", "medium",
          API, ("gravitee",),
          "Keep the health route an exact-match GET-only location; give every serving container a readiness probe.")
 def gw_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def gateway(p: Parsed) -> Finding:
         problems = []
         for s in api_servers(p.data):
             for loc in s.all("location"):
                 if "health" not in " ".join(loc.args):
                     continue
                 where = f"{s.value('server_name')} location {' '.join(loc.args)}"
-                if loc.args[0] != "=":
-                    problems.append(f"{where}: not an exact-match location")
                 lim = loc.first("limit_except")
+                if loc.args[0] != "=":
+                    problems.append(f"{where}: not an exact-match location, it also serves the paths below it")
                 if lim is None or lim.args != ["GET"]:
                     problems.append(f"{where}: methods other than GET allowed")
-                if loc.first("proxy_pass") is not None and loc.args[0] != "=":
-                    problems.append(f"{where}: proxies a path prefix to a backend")
-        yield judge(p.file.obj, problems, "health routes exact-match and GET-only", "nginx.conf")
+        return judge(p.file.obj, problems, "health routes exact-match and GET-only", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)
     for w in ev.workloads():
         serving = [c for c in w.containers(init=False) if c.get("ports")]
-        if not serving:
-            continue
-        missing = [c.get("name") for c in serving if not c.get("readinessProbe")]
-        yield judge(w.obj, [f"container {', '.join(missing)} serves a port without readiness probe"] if missing else [],
-                    "serving containers have readiness probes")
+        missing = [str(c.get("name")) for c in serving if not c.get("readinessProbe")]
+        if serving:
+            yield judge(w.obj, [f"container {', '.join(missing)} serves a port without readiness probe"] if missing else [],
+                        "serving containers have readiness probes")
 
 
 _BODY_VARS = re.compile(r"\$(request_body|request_body_file|response_body|resp_body|upstream_http_\w*body)\b")
@@ -242,26 +214,20 @@ _BODY_VARS = re.compile(r"\$(request_body|request_body_file|response_body|resp_b
 @control("GW-05", "No logging of request or response bodies", "high", API + ("pgssi-s",), ("gravitee",),
          "Remove body variables from log formats ($request_body, HAPI ${requestBodyFhir}).")
 def gw_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for d in p.data.walk():
-            if d.name == "log_format":
-                hits = sorted({m.group(0) for a in d.args for m in _BODY_VARS.finditer(a)})
-                if hits:
-                    problems.append(f"log_format {d.args[0]} logs {', '.join(hits)}")
-        yield judge(p.file.obj, problems, "access log formats carry no body", "nginx.conf")
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def gateway(p: Parsed) -> Finding:
+        problems = [f"log_format {d.args[0]} logs {', '.join(hits)}" for d in p.data.walk() if d.name == "log_format"
+                    if (hits := sorted({m.group(0) for a in d.args for m in _BODY_VARS.finditer(a)}))]
+        return judge(p.file.obj, problems, "access log formats carry no body", "nginx.conf")
+
+    def hapi(p: Parsed) -> Finding:
         logger = ((p.data.get("hapi") or {}).get("fhir") or {}).get("logger") or {}
         text = " ".join(str(logger.get(k, "")) for k in ("format", "error_format"))
         hits = sorted(set(re.findall(r"\$\{(\w*[Bb]ody\w*)\}", text)))
-        yield judge(p.file.obj, [f"HAPI access log logs {', '.join(hits)}"] if hits else [],
-                    "FHIR access log carries no body", "application.yaml")
+        return judge(p.file.obj, [f"HAPI access log logs {', '.join(hits)}"] if hits else [],
+                     "FHIR access log carries no body", "application.yaml")
+
+    yield from each(nginx_files(ev), gateway)
+    yield from each(hapi_files(ev), hapi)
 
 
 _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
@@ -270,10 +236,7 @@ _SIZE = re.compile(r"^(\d+)([kKmMgG]?)$")
 @control("GW-06", "Rate limiting and request body size limits on every route", "medium", API, ("socle", "gravitee"),
          "Set gateway.apis[].rate_per_second, burst and max_body.")
 def gw_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def gateway(p: Parsed) -> Finding:
         http = p.data.first("http")
         zones = {a.split("=", 1)[1].split(":", 1)[0] for d in (http.all("limit_req_zone") if http else [])
                  for a in d.args if a.startswith("zone=")}
@@ -284,13 +247,13 @@ def gw_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             m = _SIZE.match(size or "")
             if not m or m.group(1) == "0":
                 problems.append(f"{name}: no request body limit (client_max_body_size {size or 'unset'})")
-            for loc in proxy_locations(s):
-                if loc.args and loc.args[-1].startswith("/oauth2"):
-                    continue
+            for loc in _business_locations(s):
                 lim = loc.first("limit_req") or s.first("limit_req")
                 zone = next((a.split("=", 1)[1] for a in (lim.args if lim else []) if a.startswith("zone=")), None)
                 if zone is None:
                     problems.append(f"{name} location {' '.join(loc.args)}: no rate limit")
                 elif zone not in zones:
                     problems.append(f"{name} location {' '.join(loc.args)}: rate limit zone {zone} not defined")
-        yield judge(p.file.obj, problems, "every route rate-limited with a body size limit", "nginx.conf")
+        return judge(p.file.obj, problems, "every route rate-limited with a body size limit", "nginx.conf")
+
+    yield from each(nginx_files(ev), gateway)

@@ -9,7 +9,7 @@ from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUC
 from ..evidence import LABEL_BLOCK, Evidence, labels
 from ..model import Context, Control, Finding, judge, not_applicable
 from . import registrar
-from ._common import Parsed, hapi_files
+from ._common import Parsed, each, hapi_files
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "FHIR")
@@ -29,99 +29,86 @@ def _fr_core(doc: dict) -> bool:
 @control("FHIR-01", "FHIR R4 (4.0.1) is the national version", "high", FHIR, ("fr-core", "doctrine"),
          "Run the FHIR server with fhir_version R4.")
 def fhir_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def hapi(p: Parsed) -> Finding:
         version = _fhir(p.data).get("fhir_version")
-        yield judge(p.file.obj, [] if version == FHIR_VERSION else [f"fhir_version is {version!r}, not {FHIR_VERSION}"],
-                    "fhir_version R4", "application.yaml")
+        return judge(p.file.obj, [] if version == FHIR_VERSION else [f"fhir_version is {version!r}, not {FHIR_VERSION}"],
+                     "fhir_version R4", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("FHIR-02", "National terminologies come from the ANS terminology server", "medium", FHIR, ("doctrine",),
          f"Point fhir.terminology_server at {ANS_TERMINOLOGY_SERVER}.")
 def fhir_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     expected = urlparse(ANS_TERMINOLOGY_SERVER).hostname
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+
+    def hapi(p: Parsed) -> Finding:
         remote = _fhir(p.data).get("remote_terminology_service") or {}
         urls = [str(v.get("url", "")) for v in remote.values() if isinstance(v, dict)]
-        problems = [] if urls else ["no remote terminology service"]
-        problems += [f"terminology server {u} is not {expected}" for u in urls if urlparse(u).hostname != expected]
-        yield judge(p.file.obj, problems, f"terminologies from {expected}", "application.yaml")
+        problems = ([] if urls else ["no remote terminology service"]) + \
+            [f"terminology server {u} is not {expected}" for u in urls if urlparse(u).hostname != expected]
+        return judge(p.file.obj, problems, f"terminologies from {expected}", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("FHIR-03", "The Annuaire Santé API key is held in a Secret, never a literal", "high", FHIR + ("pgssi-s",),
          ("doctrine",), "Reference the key through fhir.annuaire_api_key_secret (secretKeyRef).")
 def fhir_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def hapi(p: Parsed) -> Finding:
         annuaire = (p.data.get("socle") or {}).get("annuaire_sante") or {}
         if not annuaire:
-            yield not_applicable(p.file.obj, "the Annuaire Santé API is not configured", "application.yaml")
-            continue
-        problems = []
-        if any(k in annuaire for k in ("api_key", "apiKey", "key")):
-            problems.append("API key written in the configuration file")
+            return not_applicable(p.file.obj, "the Annuaire Santé API is not configured", "application.yaml")
         var = annuaire.get("api_key_env")
-        users = ev.mounts_of(p.file.obj)
+        problems = ["API key written in the configuration file"] if any(k in annuaire for k in ("api_key", "apiKey", "key")) else []
         if not var:
             problems.append("no api_key_env names where the key comes from")
-        for w, c, _ in users:
+        for w, c, _ in ev.mounts_of(p.file.obj):
             env = next((e for e in c.get("env") or [] if e.get("name") == var), None)
             if env is None:
                 problems.append(f"{w.ref} container {c.get('name')} has no {var}")
             elif "value" in env or not (env.get("valueFrom") or {}).get("secretKeyRef"):
                 problems.append(f"{w.ref} container {c.get('name')} sets {var} without secretKeyRef")
-        yield judge(p.file.obj, problems, f"key in {var} from a secretKeyRef", "application.yaml")
+        return judge(p.file.obj, problems, f"key in {var} from a secretKeyRef", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("FHIR-04", "Incoming resources validated against FR Core (on in production)", "medium", FHIR, ("fr-core",),
          "Set fhir.validation_fr_core: true.")
 def fhir_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def hapi(p: Parsed) -> Finding:
         on = (_fhir(p.data).get("validation") or {}).get("requests_enabled") is True
         if not on and not ctx.production:
-            yield not_applicable(p.file.obj, f"request validation off ({ctx.profile} profile)", "application.yaml")
-            continue
-        problems = [] if on else ["request validation is off"]
-        if not _fr_core(p.data):
-            problems.append(f"{FR_CORE} is not loaded")
-        yield judge(p.file.obj, problems, "requests validated, FR Core loaded", "application.yaml")
+            return not_applicable(p.file.obj, f"request validation off ({ctx.profile} profile)", "application.yaml")
+        problems = ([] if on else ["request validation is off"]) + ([] if _fr_core(p.data) else [f"{FR_CORE} is not loaded"])
+        return judge(p.file.obj, problems, "requests validated, FR Core loaded", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("INS-01", "The INS is stored only for qualified identities (FR Core Patient-INS profile)", "high", FHIR,
          ("fr-core",), "Load FR Core (which carries Patient-INS) in the FHIR server.")
 def ins_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        yield judge(p.file.obj, [] if _fr_core(p.data) else [f"{FR_CORE} (Patient-INS profile) is not loaded"],
-                    "Patient-INS profile loaded (validating sample Patients needs the live server)", "application.yaml")
+    yield from each(hapi_files(ev), lambda p: judge(
+        p.file.obj, [] if _fr_core(p.data) else [f"{FR_CORE} (Patient-INS profile) is not loaded"],
+        "Patient-INS profile loaded (validating sample Patients needs the live server)", "application.yaml"))
 
 
 @control("INS-02", "INS identifier systems are the national ones; test and demo systems never in production", "high",
          FHIR, ("fr-core",), "List only NIR and NIA systems in fhir.ins_systems for production.")
 def ins_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     known = set(INS_SYSTEMS.values())
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+
+    def hapi(p: Parsed) -> Finding:
         systems = [str(s) for s in (p.data.get("socle") or {}).get("ins_systems") or []]
-        problems = [] if systems else ["no INS identifier system declared"]
-        problems += [f"unknown INS system {s}" for s in systems if s not in known]
+        problems = ([] if systems else ["no INS identifier system declared"]) + \
+            [f"unknown INS system {s}" for s in systems if s not in known]
         if ctx.production:
             problems += [f"test/demo INS system {s} in production" for s in systems if s in INS_NON_PRODUCTION]
-        yield judge(p.file.obj, problems, f"INS systems {', '.join(systems)}", "application.yaml")
+        return judge(p.file.obj, problems, f"INS systems {', '.join(systems)}", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("DMP-01", "The DMP link uses mTLS with an authentication certificate and a separate signing certificate",

@@ -8,7 +8,7 @@ from socle.constants import PSC_ACR, PSC_PRODUCTION_ISSUER, PSC_SANDBOX_HOST
 from ..evidence import Evidence, meta
 from ..model import Context, Control, Finding, failed, judge, not_applicable
 from . import registrar
-from ._common import Parsed, nginx_files, oauth2_files, routes
+from ._common import Parsed, each, nginx_files, oauth2_files, routes
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "PSC")
@@ -20,94 +20,74 @@ PSC_ISSUER_HOSTS = ("auth.esw.esante.gouv.fr", PSC_SANDBOX_HOST)
          "Configure the psc section (issuer, client id, client secret) so the gateway offers PSC login.")
 def psc_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     proxies = {meta(p.file.obj).get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+
+    def gateway(p: Parsed) -> Finding:
         sensitive = [r for r in routes(p.file.obj) or [] if r.get("sensitivity") == "sensitive"]
         if not sensitive:
-            yield not_applicable(p.file.obj, "no route carries sensitive data", "nginx.conf")
-            continue
+            return not_applicable(p.file.obj, "no route carries sensitive data", "nginx.conf")
         proxy = proxies.get(meta(p.file.obj).get("namespace"))
         if proxy is None:
-            yield failed(p.file.obj, "sensitive routes but no OIDC (oauth2-proxy) configuration in the namespace", "nginx.conf")
-            continue
+            return failed(p.file.obj, "sensitive routes but no OIDC (oauth2-proxy) configuration in the namespace", "nginx.conf")
         issuer = str(proxy.data.get("oidc_issuer_url", ""))
-        problems = []
-        if proxy.data.get("provider") != "oidc":
-            problems.append(f"provider is {proxy.data.get('provider')!r}, not oidc")
-        if not any(f"//{h}/" in issuer for h in PSC_ISSUER_HOSTS):
-            problems.append(f"issuer {issuer or '(none)'} is not Pro Santé Connect")
-        yield judge(proxy.file.obj, problems, f"PSC login offered for {', '.join(r.get('name', '?') for r in sensitive)}",
-                    "oauth2-proxy.cfg")
+        problems = [msg for bad, msg in (
+            (proxy.data.get("provider") != "oidc", f"provider is {proxy.data.get('provider')!r}, not oidc"),
+            (not any(f"//{h}/" in issuer for h in PSC_ISSUER_HOSTS), f"issuer {issuer or '(none)'} is not Pro Santé Connect"),
+        ) if bad]
+        return judge(proxy.file.obj, problems, f"PSC login offered for {', '.join(r.get('name', '?') for r in sensitive)}",
+                     "oauth2-proxy.cfg")
+
+    yield from each(nginx_files(ev), gateway)
 
 
 @control("PSC-02", "Authorization-code flow, scope `openid scope_all`, acr_values eidas1, state and nonce checked", "high",
          PSC, ("psc",), "Use the kit's oauth2-proxy settings (scope, acr_values, nonce check).")
 def psc_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in oauth2_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def proxy(p: Parsed) -> Finding:
         c = p.data
-        problems = []
         scope = str(c.get("scope", "")).split()
-        if "openid" not in scope or "scope_all" not in scope:
-            problems.append(f"scope is {c.get('scope')!r}")
-        if c.get("acr_values") != PSC_ACR:
-            problems.append(f"acr_values is {c.get('acr_values')!r}, not {PSC_ACR}")
-        if c.get("insecure_oidc_skip_nonce", True) is not False:
-            problems.append("the nonce is not checked (insecure_oidc_skip_nonce not false)")
-        if c.get("skip_provider_button") is True and c.get("skip_auth_preflight") is True:
-            problems.append("login flow bypassed")
-        yield judge(p.file.obj, problems, "code flow with openid scope_all, eidas1, state and nonce", "oauth2-proxy.cfg")
+        problems = [msg for bad, msg in (
+            ("openid" not in scope or "scope_all" not in scope, f"scope is {c.get('scope')!r}"),
+            (c.get("acr_values") != PSC_ACR, f"acr_values is {c.get('acr_values')!r}, not {PSC_ACR}"),
+            (c.get("insecure_oidc_skip_nonce", True) is not False, "the nonce is not checked (insecure_oidc_skip_nonce not false)"),
+        ) if bad]
+        return judge(p.file.obj, problems, "code flow with openid scope_all, eidas1, state and nonce", "oauth2-proxy.cfg")
+
+    yield from each(oauth2_files(ev), proxy)
 
 
 @control("PSC-03", "Client authentication by secret or mTLS; the secret only in a Kubernetes Secret", "critical", PSC,
          ("psc",), "Reference the client secret through psc.client_secret (a Secret), never in the configuration.")
 def psc_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in oauth2_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        if p.data.get("client_secret"):
-            problems.append("client_secret written in the configuration file")
+    def proxy(p: Parsed) -> Finding:
+        problems = ["client_secret written in the configuration file"] if p.data.get("client_secret") else []
         path = p.data.get("client_secret_file")
-        if not path:
-            problems.append("no client_secret_file")
-        else:
-            ok, why = ev.secret_backed(p.file.obj, str(path))
-            if not ok:
-                problems.append(why)
-        for w, c, _ in ev.mounts_of(p.file.obj):
-            for env in c.get("env") or []:
-                if env.get("name") == "OAUTH2_PROXY_CLIENT_SECRET" and "value" in env:
-                    problems.append(f"{w.ref} sets OAUTH2_PROXY_CLIENT_SECRET as a literal")
-        yield judge(p.file.obj, problems, "client secret read from a mounted Secret", "oauth2-proxy.cfg")
+        ok, why = ev.secret_backed(p.file.obj, str(path)) if path else (False, "no client_secret_file")
+        if not ok:
+            problems.append(why)
+        problems += [f"{w.ref} sets OAUTH2_PROXY_CLIENT_SECRET as a literal" for w, c, _ in ev.mounts_of(p.file.obj)
+                     for env in c.get("env") or [] if env.get("name") == "OAUTH2_PROXY_CLIENT_SECRET" and "value" in env]
+        return judge(p.file.obj, problems, "client secret read from a mounted Secret", "oauth2-proxy.cfg")
+
+    yield from each(oauth2_files(ev), proxy)
 
 
 @control("PSC-04", "ID tokens verified against the issuer's keys; production issuer pinned; IdP TLS always verified",
          "critical", PSC, ("psc",), f"Production issuer is {PSC_PRODUCTION_ISSUER}; never skip TLS or token verification.")
 def psc_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in oauth2_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def proxy(p: Parsed) -> Finding:
         c = p.data
-        problems = []
-        if c.get("ssl_insecure_skip_verify") is True:
-            problems.append("ssl_insecure_skip_verify is on")
-        if c.get("skip_oidc_discovery") is True and not c.get("oidc_jwks_url"):
-            problems.append("discovery skipped without a JWKS URL: tokens cannot be checked against the issuer's keys")
-        if c.get("insecure_oidc_allow_unverified_email") is True:
-            problems.append("insecure_oidc_allow_unverified_email is on")
         issuer = str(c.get("oidc_issuer_url", ""))
-        if ctx.production and issuer != PSC_PRODUCTION_ISSUER:
-            problems.append(f"issuer {issuer or '(none)'} is not the production issuer")
-        elif not issuer.startswith("https://"):
-            problems.append(f"issuer {issuer or '(none)'} is not an https URL")
-        yield judge(p.file.obj, problems, f"issuer {issuer} verified (TLS and token signatures)", "oauth2-proxy.cfg")
+        problems = [msg for bad, msg in (
+            (c.get("ssl_insecure_skip_verify") is True, "ssl_insecure_skip_verify is on"),
+            (c.get("skip_oidc_discovery") is True and not c.get("oidc_jwks_url"),
+             "discovery skipped without a JWKS URL: tokens cannot be checked against the issuer's keys"),
+            (c.get("insecure_oidc_allow_unverified_email") is True, "insecure_oidc_allow_unverified_email is on"),
+            (ctx.production and issuer != PSC_PRODUCTION_ISSUER, f"issuer {issuer or '(none)'} is not the production issuer"),
+            (not issuer.startswith("https://"), f"issuer {issuer or '(none)'} is not an https URL"),
+        ) if bad]
+        return judge(p.file.obj, problems, f"issuer {issuer} verified (TLS and token signatures)", "oauth2-proxy.cfg")
+
+    yield from each(oauth2_files(ev), proxy)
 
 
 @control("PSC-05", "The PSC sandbox is never used by a production stack", "critical", PSC, ("psc",),

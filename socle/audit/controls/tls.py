@@ -11,20 +11,23 @@ from ..evidence import Evidence, dig
 from ..model import Context, Control, Finding, failed, judge, not_applicable
 from . import registrar
 from ._common import (
+    OLD_TLS as OLD,
     Parsed,
     aggregator_files,
     api_servers,
     cipher_problems,
+    each,
     main_cf_files,
     nginx_files,
     parsed,
+    postfix_cipher_problems,
+    postfix_protocol_problems,
     tls_directive,
 )
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "TLS")
 TLS = ("anssi-tls", "pgssi-s")
-OLD = {"SSLv2", "SSLv3", "TLSv1", "TLSv1.1"}
 
 
 def _nginx_protocols(server: configs.Directive, http: configs.Directive | None) -> set[str]:
@@ -40,93 +43,59 @@ def _tls_servers(p: Parsed) -> Iterator[tuple[configs.Directive, configs.Directi
             yield s, http
 
 
+def _nginx_protocol_problems(p: Parsed) -> list[str]:
+    return [f"server {' '.join(s.value('server_name', '_').split())} offers {', '.join(old)}"
+            for s, http in _tls_servers(p) if (old := sorted(_nginx_protocols(s, http) & OLD))]
+
+
+def _imtcp(p: Parsed) -> list[dict[str, str]]:
+    """The OpenSSL settings of each TLS listener module of an aggregator."""
+    return [configs.gnutls_priority(st.params.get("gnutlsprioritystring", ""))
+            for st in p.data if st.type == "module" and st.params.get("load") == "imtcp"]
+
+
+def _postgres_files(ev: Evidence):
+    return parsed(ev, "postgresql.conf", configs.postgresql_conf)
+
+
 @control("TLS-01", "TLS 1.2 minimum, 1.3 preferred; SSL, TLS 1.0 and 1.1 never offered", "critical", TLS,
          ("anssi-tls", "ci-sis-transport"),
          "Set tls.min_version to TLSv1.2 (or TLSv1.3) and re-render; never list SSLv3, TLSv1 or TLSv1.1.")
 def tls_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for s, http in _tls_servers(p):
-            old = sorted(_nginx_protocols(s, http) & OLD)
-            if old:
-                problems.append(f"server {' '.join(s.value('server_name', '_').split())} offers {', '.join(old)}")
-        yield judge(p.file.obj, problems, "every TLS server offers TLS 1.2/1.3 only", "nginx.conf")
-    for p in main_cf_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for key in ("smtpd_tls_protocols", "smtpd_tls_mandatory_protocols", "smtp_tls_protocols", "smtp_tls_mandatory_protocols"):
-            old = sorted(configs.postfix_protocols(p.data.get(key, ">=TLSv1")) & OLD)
-            if old:
-                problems.append(f"{key} leaves {', '.join(old)} enabled")
-        yield judge(p.file.obj, problems, "inbound and outbound SMTP: TLS 1.2 minimum", "main.cf")
-    for p in aggregator_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for st in p.data:
-            if st.type == "module" and st.params.get("load") == "imtcp":
-                minimum = configs.gnutls_priority(st.params.get("gnutlsprioritystring", "")).get("MinProtocol")
-                if not minimum or configs.tls_versions_from_min(minimum) & OLD:
-                    problems.append(f"imtcp MinProtocol is {minimum or 'unset'}")
-        yield judge(p.file.obj, problems, "audit log listener: TLS 1.2 minimum", "rsyslog.conf")
-    for p in parsed(ev, "postgresql.conf", configs.postgresql_conf):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        if p.data.get("ssl") != "on":
-            problems.append("ssl is not on")
+    def postgres(p: Parsed) -> Finding:
         minimum = p.data.get("ssl_min_protocol_version", "TLSv1.2")
-        if configs.tls_versions_from_min(minimum) & OLD:
-            problems.append(f"ssl_min_protocol_version is {minimum}")
-        yield judge(p.file.obj, problems, "database: TLS on, 1.2 minimum", "postgresql.conf")
+        problems = ([] if p.data.get("ssl") == "on" else ["ssl is not on"]) + \
+            ([f"ssl_min_protocol_version is {minimum}"] if configs.tls_versions_from_min(minimum) & OLD else [])
+        return judge(p.file.obj, problems, "database: TLS on, 1.2 minimum", "postgresql.conf")
+
+    yield from each(nginx_files(ev), lambda p: judge(p.file.obj, _nginx_protocol_problems(p),
+                                                    "every TLS server offers TLS 1.2/1.3 only", "nginx.conf"))
+    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_protocol_problems(p.data),
+                                                      "inbound and outbound SMTP: TLS 1.2 minimum", "main.cf"))
+    yield from each(aggregator_files(ev), lambda p: judge(
+        p.file.obj, [f"imtcp MinProtocol is {m.get('MinProtocol') or 'unset'}" for m in _imtcp(p)
+                     if not m.get("MinProtocol") or configs.tls_versions_from_min(m["MinProtocol"]) & OLD],
+        "audit log listener: TLS 1.2 minimum", "rsyslog.conf"))
+    yield from each(_postgres_files(ev), postgres)
 
 
 @control("TLS-02", "TLS 1.2 suites: ECDHE with AEAD only", "high", TLS, ("anssi-tls",),
          "Use the kit's suite list (ECDHE with AES-GCM or ChaCha20-Poly1305); remove any keyword or CBC/RSA suite.")
 def tls_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for s, http in _tls_servers(p):
-            problems += cipher_problems(tls_directive(s, http, "ssl_ciphers"), TLS12_AEAD_SUITES,
-                                        f"server {s.value('server_name', '_')} ssl_ciphers")
-        yield judge(p.file.obj, sorted(set(problems)), "only ECDHE+AEAD suites", "nginx.conf")
-    for p in main_cf_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for side in ("smtpd", "smtp"):
-            level = p.data.get(f"{side}_tls_mandatory_ciphers", "medium")
-            if level != "high":
-                problems.append(f"{side}_tls_mandatory_ciphers is {level}, not high")
-        problems += cipher_problems(p.data.get("tls_high_cipherlist"), TLS12_AEAD_SUITES, "tls_high_cipherlist")
-        yield judge(p.file.obj, problems, "only ECDHE+AEAD suites", "main.cf")
-    for p in aggregator_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for st in p.data:
-            if st.type == "module" and st.params.get("load") == "imtcp":
-                ciphers = configs.gnutls_priority(st.params.get("gnutlsprioritystring", "")).get("CipherString")
-                problems += cipher_problems(ciphers, TLS12_AEAD_SUITES, "imtcp CipherString")
-        yield judge(p.file.obj, problems, "only ECDHE+AEAD suites", "rsyslog.conf")
-    for p in parsed(ev, "postgresql.conf", configs.postgresql_conf):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        yield judge(p.file.obj, cipher_problems(p.data.get("ssl_ciphers"), TLS12_AEAD_SUITES, "ssl_ciphers"),
-                    "only ECDHE+AEAD suites", "postgresql.conf")
+    def nginx(p: Parsed) -> Finding:
+        problems = [x for s, http in _tls_servers(p) for x in cipher_problems(
+            tls_directive(s, http, "ssl_ciphers"), TLS12_AEAD_SUITES, f"server {s.value('server_name', '_')} ssl_ciphers")]
+        return judge(p.file.obj, sorted(set(problems)), "only ECDHE+AEAD suites", "nginx.conf")
+
+    yield from each(nginx_files(ev), nginx)
+    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_cipher_problems(p.data, TLS12_AEAD_SUITES),
+                                                      "only ECDHE+AEAD suites", "main.cf"))
+    yield from each(aggregator_files(ev), lambda p: judge(
+        p.file.obj, [x for m in _imtcp(p) for x in cipher_problems(m.get("CipherString"), TLS12_AEAD_SUITES, "imtcp CipherString")],
+        "only ECDHE+AEAD suites", "rsyslog.conf"))
+    yield from each(_postgres_files(ev), lambda p: judge(
+        p.file.obj, cipher_problems(p.data.get("ssl_ciphers"), TLS12_AEAD_SUITES, "ssl_ciphers"), "only ECDHE+AEAD suites",
+        "postgresql.conf"))
 
 
 _HSTS = re.compile(r"max-age=(\d+)")
@@ -160,27 +129,24 @@ def _hsts_problems(server: configs.Directive) -> list[str]:
          TLS + ("doctrine",), ("ci-sis-transport", "anssi-tls"),
          "Keep the plain-HTTP server to a single `return 308 https://$host$request_uri`; set gateway.hsts_max_age ≥ 31536000.")
 def tls_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def nginx(p: Parsed) -> Finding:
         problems = []
         for s in configs.nginx_servers(p.data):
             if configs.listens_tls(s):
                 continue
             name = s.value("server_name", "_")
             blocks = [s] + s.all("location")
-            for b in blocks:
-                if any(d.name in ("proxy_pass", "root", "alias", "fastcgi_pass", "uwsgi_pass", "grpc_pass") for d in b.walk()):
-                    problems.append(f"plain-HTTP server {name} serves content")
-                    break
+            if any(d.name in ("proxy_pass", "root", "alias", "fastcgi_pass", "uwsgi_pass", "grpc_pass") for b in blocks for d in b.walk()):
+                problems.append(f"plain-HTTP server {name} serves content")
             returns = [d for b in blocks for d in b.all("return")]
             if not returns or any(not (_REDIRECT.match(r.args[0]) and len(r.args) > 1 and r.args[1].startswith("https://"))
                                   for r in returns):
                 problems.append(f"plain-HTTP server {name} does not only redirect to https://")
         for s in api_servers(p.data):
             problems += _hsts_problems(s)
-        yield judge(p.file.obj, problems, "port 80 only redirects; HSTS ≥ 1 year on every HTTPS response", "nginx.conf")
+        return judge(p.file.obj, problems, "port 80 only redirects; HSTS ≥ 1 year on every HTTPS response", "nginx.conf")
+
+    yield from each(nginx_files(ev), nginx)
 
 
 def _mtls_servers(p: Parsed) -> list[configs.Directive]:
@@ -191,42 +157,33 @@ def _mtls_servers(p: Parsed) -> list[configs.Directive]:
          ("ci-sis-transport", "mssante"),
          "Mount the IGC-Santé trust bundle Secret (pki.trust_bundle_secret) and point every mTLS listener and the relay at it.")
 def pki_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def nginx(p: Parsed) -> Finding:
         servers = _mtls_servers(p)
         if not servers:
-            yield not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
-            continue
+            return not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
         problems = []
         for s in servers:
             ca = s.value("ssl_client_certificate") or s.value("ssl_trusted_certificate")
-            if not ca:
-                problems.append(f"{s.value('server_name')}: no ssl_client_certificate")
-                continue
-            ok, why = ev.secret_backed(p.file.obj, ca)
+            ok, why = ev.secret_backed(p.file.obj, ca) if ca else (False, f"{s.value('server_name')}: no ssl_client_certificate")
             if not ok:
                 problems.append(why)
-        yield judge(p.file.obj, problems, "client certificates checked against the trust bundle Secret", "nginx.conf")
-    for p in main_cf_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+        return judge(p.file.obj, problems, "client certificates checked against the trust bundle Secret", "nginx.conf")
+
+    def postfix(p: Parsed) -> Finding:
         problems = []
         for key in ("smtpd_tls_CAfile", "smtp_tls_CAfile"):
             path = p.data.get(key)
-            if not path:
-                problems.append(f"{key} not set")
-                continue
-            ok, why = ev.secret_backed(p.file.obj, path)
+            ok, why = ev.secret_backed(p.file.obj, path) if path else (False, f"{key} not set")
             if not ok:
                 problems.append(why)
         if p.data.get("smtp_tls_CApath") or p.data.get("smtpd_tls_CApath"):
             problems.append("a CApath (system store) is configured besides the trust bundle")
         if p.data.get("tls_append_default_CA", "no") != "no":
             problems.append("tls_append_default_CA adds the system CAs")
-        yield judge(p.file.obj, problems, "relay peers verified against the trust bundle Secret only", "main.cf")
+        return judge(p.file.obj, problems, "relay peers verified against the trust bundle Secret only", "main.cf")
+
+    yield from each(nginx_files(ev), nginx)
+    yield from each(main_cf_files(ev), postfix)
 
 
 def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> str | None:
@@ -250,22 +207,18 @@ def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> str | None:
          ("pgssi-s",), ("ci-sis-transport",),
          "Configure ssl_crl on every mTLS listener and set pki.crl_urls so the CRL refresher runs beside NGINX.")
 def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def nginx(p: Parsed) -> Iterator[Finding]:
         servers = _mtls_servers(p)
         if not servers:
             yield not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
-            continue
+            return
         missing = [f"{s.value('server_name')}: no ssl_crl" for s in servers if not s.value("ssl_crl")]
         crls = sorted({s.value("ssl_crl") for s in servers if s.value("ssl_crl")})
         users = ev.mounts_of(p.file.obj)
         if not users:
             yield failed(p.file.obj, "no workload runs this gateway configuration", "nginx.conf")
         for w, c, _ in users:
-            problems = list(missing)
-            refreshers = set()
+            problems, refreshers = list(missing), set()
             for crl in crls:
                 r = _refresher(ev, w, c, crl)
                 if r is None:
@@ -273,20 +226,20 @@ def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 else:
                     refreshers.add(r)
             yield judge(w.obj, problems, f"CRL on every mTLS listener, refreshed by container {', '.join(sorted(refreshers))}")
-    for p in main_cf_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+
+    def postfix(p: Parsed) -> Finding:
         if p.data.get("smtpd_tls_req_ccert") != "yes":
-            yield not_applicable(p.file.obj, "the relay does not require client certificates", "main.cf")
-            continue
+            return not_applicable(p.file.obj, "the relay does not require client certificates", "main.cf")
         # Postfix has no CRL support: a fingerprint allow-list is its revocation mechanism.
         restrictions = configs.postfix_list(p.data.get("smtpd_client_restrictions", ""))
         ok = p.data.get("relay_clientcerts") and restrictions[:1] == ["permit_tls_clientcerts"] and restrictions[-1:] == ["reject"]
-        yield judge(p.file.obj, [] if ok else ["Postfix cannot check CRLs and no fingerprint allow-list (relay_clientcerts "
-                                               "with `permit_tls_clientcerts, reject`) stands in for it"],
-                    "client certificates allow-listed by fingerprint (relay_clientcerts): a revoked one is removed from the list",
-                    "main.cf")
+        return judge(p.file.obj, [] if ok else ["Postfix cannot check CRLs and no fingerprint allow-list (relay_clientcerts "
+                                                "with `permit_tls_clientcerts, reject`) stands in for it"],
+                     "client certificates allow-listed by fingerprint (relay_clientcerts): a revoked one is removed from the list",
+                     "main.cf")
+
+    yield from each(nginx_files(ev), nginx)
+    yield from each(main_cf_files(ev), postfix)
 
 
 manual("PKI-03", "Server and structure certificates valid and not about to expire (alert 30 days before)", "high",

@@ -7,8 +7,7 @@ from typing import Iterator
 from ..evidence import LABEL_BLOCK, Evidence, dig, labels, meta
 from ..model import Context, Control, Finding, failed, judge
 from . import registrar
-from ._common import Parsed, aggregator_files, forwarder_files, hapi_files, nginx_files
-from .mss import _retention
+from ._common import Parsed, aggregator_files, each, forwarder_files, hapi_files, nginx_files, retention
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "TRACE")
@@ -32,39 +31,30 @@ def trace_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         for name, ns in ev.kit_namespaces.items():
             if blocks.get(name) == "auditlog":
                 yield failed(ns, "no audit log aggregator configuration in the audit namespace")
-    yield from _retention(ev, "TRACE-01")
+    yield from retention(ev)
 
 
 @control("TRACE-02", "Each recorded action is attributable to one person or system", "high", TRACE, ("anssi-logs",),
          "Keep the client identity (certificate subject, user) in every access log format and the peer in the aggregator's records.")
 def trace_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in nginx_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        formats = [" ".join(d.args) for d in p.data.walk() if d.name == "log_format"]
-        used = {d.args[1] for d in p.data.walk() if d.name == "access_log" and len(d.args) > 1}
-        problems = []
-        for name in sorted(used):
-            fmt = next((f for f in formats if f.split(" ", 1)[0] == name), "")
-            if not re.search(r"\$(ssl_client_s_dn|remote_user|\w*_user)\b", fmt):
-                problems.append(f"log_format {name} has no client identity")
-        if not used:
-            problems.append("no access_log with a named format")
-        yield judge(p.file.obj, problems, "access log carries the client certificate subject and user", "nginx.conf")
-    for p in hapi_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+    def gateway(p: Parsed) -> Finding:
+        formats = {d.args[0]: " ".join(d.args[1:]) for d in p.data.walk() if d.name == "log_format" and d.args}
+        used = sorted({d.args[1] for d in p.data.walk() if d.name == "access_log" and len(d.args) > 1})
+        problems = [f"log_format {name} has no client identity" for name in used
+                    if not re.search(r"\$(ssl_client_s_dn|remote_user|\w*_user)\b", formats.get(name, ""))]
+        return judge(p.file.obj, problems or ([] if used else ["no access_log with a named format"]),
+                     "access log carries the client certificate subject and user", "nginx.conf")
+
+    def hapi(p: Parsed) -> Finding:
         fmt = str((((p.data.get("hapi") or {}).get("fhir") or {}).get("logger") or {}).get("format", ""))
-        yield judge(p.file.obj, [] if re.search(r"client[-_]s[-_]dn|remoteAddr|user", fmt, re.I) else ["FHIR access log has no caller identity"],
-                    "FHIR access log carries the caller's certificate subject", "application.yaml")
-    for p in aggregator_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        has_peer = re.search(r'name="fromhost(-ip)?"', p.file.text) is not None
-        yield judge(p.file.obj, [] if has_peer else ["records do not keep the sending peer"], "records keep the authenticated peer", "rsyslog.conf")
+        return judge(p.file.obj, [] if re.search(r"client[-_]s[-_]dn|remoteAddr|user", fmt, re.I) else ["FHIR access log has no caller identity"],
+                     "FHIR access log carries the caller's certificate subject", "application.yaml")
+
+    yield from each(nginx_files(ev), gateway)
+    yield from each(hapi_files(ev), hapi)
+    yield from each(aggregator_files(ev), lambda p: judge(
+        p.file.obj, [] if re.search(r'name="fromhost(-ip)?"', p.file.text) else ["records do not keep the sending peer"],
+        "records keep the authenticated peer", "rsyslog.conf"))
 
 
 manual("TRACE-03", "Records follow FHIR AuditEvent (IHE BALP) where the source is FHIR", "medium", TRACE + ("doctrine",),
@@ -76,28 +66,22 @@ manual("TRACE-03", "Records follow FHIR AuditEvent (IHE BALP) where the source i
 @control("TRACE-04", "Logs centralised and tamper-evident (append-only files sealed by a hash chain)", "high", TRACE,
          ("anssi-logs", "socle"), "Keep the aggregator writing read-only daily files on its volume and the seal container running.")
 def trace_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in aggregator_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
+    def aggregator(p: Parsed) -> Finding:
         files = [st for st in p.data if st.type == "action" and st.params.get("type") == "omfile"]
-        if not files:
-            problems.append("no file output")
-        for st in files:
-            mode = st.params.get("filecreatemode", "0644")
-            if not re.match(r"^0?[0-7][0-4][0]$", mode):
-                problems.append(f"omfile fileCreateMode {mode} lets others write or read")
+        problems = [] if files else ["no file output"]
+        problems += [f"omfile fileCreateMode {mode} lets others write or read" for st in files
+                     if not re.match(r"^0?[0-7][0-4]0$", mode := st.params.get("filecreatemode", "0644"))]
         users = ev.mounts_of(p.file.obj)
         if not users:
             problems.append("no workload runs this aggregator")
         for w, _c, _ in users:
-            sealers = [c.get("name") for c in w.containers() if _runs_seal(ev, w, c)]
-            if not sealers:
+            if not any(_runs_seal(ev, w, c) for c in w.containers()):
                 problems.append(f"{w.ref} has no seal container")
             if w.kind == "StatefulSet" and not dig(w.obj, "spec", "volumeClaimTemplates"):
                 problems.append(f"{w.ref} keeps records on no persistent volume")
-        yield judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into a SHA-256 chain", "rsyslog.conf")
+        return judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into a SHA-256 chain", "rsyslog.conf")
+
+    yield from each(aggregator_files(ev), aggregator)
 
 
 def _runs_seal(ev: Evidence, w, container: dict) -> bool:
@@ -112,26 +96,20 @@ def _runs_seal(ev: Evidence, w, container: dict) -> bool:
 @control("TRACE-05", "Log transport to the aggregator is TLS with mutual authentication", "high", TRACE, ("anssi-logs", "socle"),
          "Keep streamDriver mode 1 with x509 authentication on the aggregator input and on every forwarder.")
 def trace_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    for p in aggregator_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
-        problems = []
-        for st in p.data:
-            if st.type == "module" and st.params.get("load") == "imtcp":
-                if st.params.get("streamdriver.mode") != "1":
-                    problems.append("imtcp streamDriver.mode is not 1 (TLS)")
-                if st.params.get("streamdriver.authmode") not in ("x509/certvalid", "x509/name"):
-                    problems.append(f"imtcp authMode {st.params.get('streamdriver.authmode', 'anon')} does not authenticate senders")
-        if not any(st.type == "module" and st.params.get("load") == "imtcp" for st in p.data):
-            problems.append("no TLS input")
-        if any(st.type == "module" and st.params.get("load") in ("imudp", "imptcp") for st in p.data):
+    def aggregator(p: Parsed) -> Finding:
+        modules = [st for st in p.data if st.type == "module"]
+        tls = [st for st in modules if st.params.get("load") == "imtcp"]
+        problems = [] if tls else ["no TLS input"]
+        for st in tls:
+            if st.params.get("streamdriver.mode") != "1":
+                problems.append("imtcp streamDriver.mode is not 1 (TLS)")
+            if st.params.get("streamdriver.authmode") not in ("x509/certvalid", "x509/name"):
+                problems.append(f"imtcp authMode {st.params.get('streamdriver.authmode', 'anon')} does not authenticate senders")
+        if any(st.params.get("load") in ("imudp", "imptcp") for st in modules):
             problems.append("a cleartext input (imudp/imptcp) is loaded")
-        yield judge(p.file.obj, problems, "TLS input requiring certificates from the internal CA", "rsyslog.conf")
-    for p in forwarder_files(ev):
-        if not isinstance(p, Parsed):
-            yield p
-            continue
+        return judge(p.file.obj, problems, "TLS input requiring certificates from the internal CA", "rsyslog.conf")
+
+    def forwarder(p: Parsed) -> Finding:
         problems = []
         for st in p.data:
             if st.type == "action" and st.params.get("type") == "omfwd":
@@ -139,4 +117,7 @@ def trace_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                     problems.append("omfwd without TLS (streamDriverMode 1)")
                 if st.params.get("streamdriverauthmode") not in ("x509/name", "x509/certvalid"):
                     problems.append(f"omfwd authMode {st.params.get('streamdriverauthmode', 'anon')} does not check the aggregator")
-        yield judge(p.file.obj, problems, "forwarded over TLS, aggregator's certificate checked, client certificate presented", "rsyslog.conf")
+        return judge(p.file.obj, problems, "forwarded over TLS, aggregator's certificate checked, client certificate presented", "rsyslog.conf")
+
+    yield from each(aggregator_files(ev), aggregator)
+    yield from each(forwarder_files(ev), forwarder)
