@@ -156,6 +156,7 @@ def audit(
     import datetime as dt
 
     from .audit import reports, runner, sources
+    from .render import RenderError
 
     chosen = [x for x in (render_stack is not None, snapshot is not None, live) if x]
     problems = []
@@ -203,7 +204,7 @@ def audit(
         ctx = runner.make_context(ev, today, profile=profile, stack_profile=getattr(st.params, "profile", None) if st else None,
                                   allowed_registries=tuple(st.params.images.allowed_registries) if st else ())
         result = runner.run(ev, ctx, st.audit if st else None)
-    except runner.AuditInputError as exc:
+    except (runner.AuditInputError, RenderError) as exc:
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
     written = reports.write_reports(result, ev, report_dir) if report_dir else []

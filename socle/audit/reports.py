@@ -105,7 +105,7 @@ def to_markdown(audit: Audit, ev: Evidence | None = None) -> str:
     lines = [
         f"# socle audit — {rep['target']}",
         "",
-        f"- Result: **{rep['result'].upper()}**",
+        f"- Result: **{rep['result'].upper()}** on the checked requirements; {d['summary']['manual']} need manual evidence",
         f"- Evidence: `{rep['evidence_source']}` ({rep['objects']} objects)",
         f"- Profile judged: {rep['profile']} ({rep['profile_origin']})",
         f"- Kit: socle {rep['kit_version']}; blueprint(s): {', '.join(rep['blueprints']) or 'none declared'}",
