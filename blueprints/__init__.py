@@ -17,6 +17,7 @@ class Blueprint:
     build: Callable[[Any], Any]
     refusals: Callable[[Any], list[tuple[str, str]]]
     stack_template: str  # jinja2 template (package resource) used by `socle new`
+    component_args: Callable[[Any], dict[str, BaseModel]]  # validated args of the configured components, by block
 
     @property
     def major(self) -> str:

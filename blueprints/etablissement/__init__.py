@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pulumi
+from pydantic import BaseModel
 
 from blueprints import Blueprint
 from components.access import AuditorAccess, AuditorAccessArgs
@@ -46,15 +47,76 @@ def storage_profile(p: Params) -> StorageProfile:
     )
 
 
+def component_args(p: Params) -> dict[str, BaseModel]:
+    """The validated arguments of the four configured components, by block. `build` registers the components with
+    them; the real-daemon harness renders the same configuration files from them (paths mapped)."""
+    production = p.profile == "production"
+    ns = {b: p.namespace(b) for b in ("gateway", "fhir", "mss", "audit")}
+    regions = [r.name for r in p.hosting.regions]
+    audit = AuditTarget(host=f"rsyslog.{ns['audit']}.svc.cluster.local", port=SYSLOG_TLS_PORT,
+                        client_secret=p.pki.audit_client_secret)
+    fhir_api = next((a for a in p.gateway.apis if a.backend == "fhir"), None)
+    public_fhir_host = fhir_api.host if fhir_api else f"fhir.{p.organisation.short_name}.invalid"
+    db = p.fhir.database
+    auditlog = AuditLogArgs(
+        kit_version=KIT_VERSION, namespace=ns["audit"], image=p.images.syslog, tools_image=p.images.tools,
+        retention_days=p.audit.retention_days, storage_class=HEALTH_DATA_CLASS, storage_size=p.audit.storage_size,
+        server_secret=p.pki.audit_server_secret, region_label=p.hosting.region_label, regions=regions, protect=production,
+    )
+    fhir = FhirArgs(
+        kit_version=KIT_VERSION, namespace=ns["fhir"], image=p.images.fhir, syslog_image=p.images.syslog,
+        replicas=p.fhir.replicas, public_host=public_fhir_host, validation=p.fhir.validation_fr_core,
+        terminology_server=p.fhir.terminology_server, annuaire_api_key_secret=p.fhir.annuaire_api_key_secret,
+        ins_systems=p.fhir.ins_systems, memory=p.fhir.memory,
+        database=DatabaseArgs(
+            mode=db.mode, host=db.host, port=db.port, name=db.name, user=db.user,
+            credentials_secret=db.credentials_secret,
+            ca_secret=db.ca_secret if db.mode == "external" else p.pki.database_server_secret,
+            server_secret=p.pki.database_server_secret if db.mode == "in-cluster" else None,
+            storage_class=HEALTH_DATA_CLASS, storage_size=db.storage_size, image=p.images.postgres,
+        ),
+        region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
+    )
+    routes = []
+    for api in p.gateway.apis:
+        if api.backend == "fhir":
+            upstream = f"http://hapi-fhir.{ns['fhir']}.svc.cluster.local:{HAPI_PORT}"
+        else:
+            upstream = f"http://{api.service}.{api.namespace}.svc.cluster.local:{api.port}"
+        routes.append(Route(name=api.name, host=api.host, owner_group=api.owner_group, sensitivity=api.sensitivity,
+                            mtls=api.requires_mtls, token_validation=api.token_validation, upstream=upstream,
+                            rate_per_second=api.rate_per_second, burst=api.burst, max_body=api.max_body))
+    gateway = GatewayArgs(
+        kit_version=KIT_VERSION, organisation=p.organisation.name, namespace=ns["gateway"], image=p.images.gateway,
+        oauth2_proxy_image=p.images.oauth2_proxy, syslog_image=p.images.syslog, replicas=p.gateway.replicas,
+        routes=routes, hsts_max_age=p.gateway.hsts_max_age, tls_min_version=p.tls.min_version,
+        service_type=p.gateway.service_type, server_secret=p.pki.gateway_server_secret,
+        trust_bundle_secret=p.pki.trust_bundle_secret, crl_secret=p.pki.crl_secret, crl_urls=p.pki.crl_urls,
+        crl_refresh_seconds=p.pki.crl_refresh_minutes * 60, tools_image=p.images.tools,
+        psc_issuer=p.psc.issuer, psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
+        psc_redirect_host=p.psc.redirect_host or p.gateway.apis[0].host, session_lifetime=p.gateway.session_lifetime,
+        audit=audit,
+    )
+    relay = RelayArgs(
+        kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay, tools_image=p.images.tools,
+        syslog_image=p.images.syslog, replicas=p.relay.replicas, hostname=p.relay.hostname,
+        authorized_domains=p.relay.authorized_domains, domain_list_url=p.relay.domain_list_url,
+        refresh_interval_seconds=p.relay.refresh_interval_hours * 3600, mailbox_purge_days=p.relay.mailbox_purge_days,
+        require_client_certificate=p.relay.require_client_certificate, next_hop=p.relay.next_hop,
+        tls_min_version=p.tls.min_version, server_secret=p.pki.relay_server_secret, client_secret=p.pki.relay_client_secret,
+        trust_bundle_secret=p.pki.trust_bundle_secret, service_type=p.relay.service_type, storage_class=HEALTH_DATA_CLASS,
+        queue_size=p.relay.queue_size, region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
+    )
+    return {"auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay}
+
+
+
 def build(p: Params) -> dict[str, object]:
     """Register every resource of the blueprint; returns the components by block."""
     production = p.profile == "production"
     ns = {b: p.namespace(b) for b in ("gateway", "fhir", "mss", "audit")}
     regions = [r.name for r in p.hosting.regions]
     audit_host = f"rsyslog.{ns['audit']}.svc.cluster.local"
-    audit = AuditTarget(host=audit_host, port=SYSLOG_TLS_PORT, client_secret=p.pki.audit_client_secret)
-    fhir_api = next((a for a in p.gateway.apis if a.backend == "fhir"), None)
-    public_fhir_host = fhir_api.host if fhir_api else f"fhir.{p.organisation.short_name}.invalid"
 
     gw_pods = selector("gateway", ns["gateway"])
     o2_pods = selector("oauth2-proxy", ns["gateway"])
@@ -158,58 +220,11 @@ def build(p: Params) -> dict[str, object]:
         region_countries={r.name: r.country for r in p.hosting.regions}, backup=backup, protect=production))
     after_storage = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()] + [storage.storage_class])
 
-    auditlog = AuditLog("auditlog", AuditLogArgs(
-        kit_version=KIT_VERSION, namespace=ns["audit"], image=p.images.syslog, tools_image=p.images.tools,
-        retention_days=p.audit.retention_days, storage_class=HEALTH_DATA_CLASS, storage_size=p.audit.storage_size,
-        server_secret=p.pki.audit_server_secret, region_label=p.hosting.region_label, regions=regions, protect=production,
-    ), opts=after_storage)
-
-    fhir = FhirStore("fhir", FhirArgs(
-        kit_version=KIT_VERSION, namespace=ns["fhir"], image=p.images.fhir, syslog_image=p.images.syslog,
-        replicas=p.fhir.replicas, public_host=public_fhir_host, validation=p.fhir.validation_fr_core,
-        terminology_server=p.fhir.terminology_server, annuaire_api_key_secret=p.fhir.annuaire_api_key_secret,
-        ins_systems=p.fhir.ins_systems, memory=p.fhir.memory,
-        database=DatabaseArgs(
-            mode=db.mode, host=db.host, port=db.port, name=db.name, user=db.user,
-            credentials_secret=db.credentials_secret,
-            ca_secret=db.ca_secret if db.mode == "external" else p.pki.database_server_secret,
-            server_secret=p.pki.database_server_secret if db.mode == "in-cluster" else None,
-            storage_class=HEALTH_DATA_CLASS, storage_size=db.storage_size, image=p.images.postgres,
-        ),
-        region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
-    ), opts=after_storage)
-
-    routes = []
-    for api in p.gateway.apis:
-        if api.backend == "fhir":
-            upstream = f"http://hapi-fhir.{ns['fhir']}.svc.cluster.local:{HAPI_PORT}"
-        else:
-            upstream = f"http://{api.service}.{api.namespace}.svc.cluster.local:{api.port}"
-        routes.append(Route(name=api.name, host=api.host, owner_group=api.owner_group, sensitivity=api.sensitivity,
-                            mtls=api.requires_mtls, token_validation=api.token_validation, upstream=upstream,
-                            rate_per_second=api.rate_per_second, burst=api.burst, max_body=api.max_body))
-    gateway = Gateway("gateway", GatewayArgs(
-        kit_version=KIT_VERSION, organisation=p.organisation.name, namespace=ns["gateway"], image=p.images.gateway,
-        oauth2_proxy_image=p.images.oauth2_proxy, syslog_image=p.images.syslog, replicas=p.gateway.replicas,
-        routes=routes, hsts_max_age=p.gateway.hsts_max_age, tls_min_version=p.tls.min_version,
-        service_type=p.gateway.service_type, server_secret=p.pki.gateway_server_secret,
-        trust_bundle_secret=p.pki.trust_bundle_secret, crl_secret=p.pki.crl_secret, crl_urls=p.pki.crl_urls,
-        crl_refresh_seconds=p.pki.crl_refresh_minutes * 60, tools_image=p.images.tools,
-        psc_issuer=p.psc.issuer, psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
-        psc_redirect_host=p.psc.redirect_host or p.gateway.apis[0].host, session_lifetime=p.gateway.session_lifetime,
-        audit=audit,
-    ), opts=after_zones)
-
-    relay = Relay("relay", RelayArgs(
-        kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay, tools_image=p.images.tools,
-        syslog_image=p.images.syslog, replicas=p.relay.replicas, hostname=p.relay.hostname,
-        authorized_domains=p.relay.authorized_domains, domain_list_url=p.relay.domain_list_url,
-        refresh_interval_seconds=p.relay.refresh_interval_hours * 3600, mailbox_purge_days=p.relay.mailbox_purge_days,
-        require_client_certificate=p.relay.require_client_certificate, next_hop=p.relay.next_hop,
-        tls_min_version=p.tls.min_version, server_secret=p.pki.relay_server_secret, client_secret=p.pki.relay_client_secret,
-        trust_bundle_secret=p.pki.trust_bundle_secret, service_type=p.relay.service_type, storage_class=HEALTH_DATA_CLASS,
-        queue_size=p.relay.queue_size, region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
-    ), opts=after_storage)
+    args = component_args(p)
+    auditlog = AuditLog("auditlog", args["auditlog"], opts=after_storage)
+    fhir = FhirStore("fhir", args["fhir"], opts=after_storage)
+    gateway = Gateway("gateway", args["gateway"], opts=after_zones)
+    relay = Relay("relay", args["relay"], opts=after_storage)
 
     pulumi.export("namespaces", ns)
     pulumi.export("blueprint", {"name": "etablissement", "version": VERSION, "profile": p.profile})
@@ -224,4 +239,5 @@ BLUEPRINT = Blueprint(
     build=build,
     refusals=production_refusals,
     stack_template="blueprints/etablissement/stack.yaml.j2",
+    component_args=component_args,
 )
