@@ -58,6 +58,8 @@ class RelayArgs(BaseModel):
     refresh_interval_seconds: int = 86400
     mailbox_purge_days: int = Field(default=365, ge=1, le=365)
     require_client_certificate: bool
+    # MSS-06 / PKI-02: SHA-256 fingerprints of the organisation certificates allowed to relay (application mailboxes).
+    client_fingerprints: Sequence[str] = ()
     next_hop: str | None = None
     tls_min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] = "TLSv1.2"
     server_secret: str
@@ -118,6 +120,8 @@ def relay_maps(args: RelayArgs) -> dict[str, str]:
         "relay_domains": "".join(f"{d} OK\n" for d in domains),
         "recipient_access": "".join(f"{d} OK\n" for d in domains),
         "transport": transport,
+        # Only these certificates may relay: removing one is how a revoked certificate stops working (PKI-02).
+        "client_certs": "".join(f"{fp} OK\n" for fp in sorted(set(args.client_fingerprints))),
     }
 
 

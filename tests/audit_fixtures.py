@@ -231,6 +231,7 @@ FAILING: dict[str, Fixture] = {
 # Where the control passes: the demo render unless said otherwise.
 PASSING: dict[str, Fixture] = {
     "PKI-02": Fixture("chu-exemple-prod", "CRL refreshed beside NGINX"),
+    "MSS-06": Fixture("chu-exemple-prod", "organisation certificate required and one allowed to relay"),
     "PSC-05": Fixture("chu-exemple-prod", "production issuer"),
     "K8S-09": Fixture("chu-exemple-prod", "2 replicas, PDBs, zone spread"),
     "DMP-01": Fixture("demo", "DMP connector with distinct authentication and signing certificates", _add(dmp_connector(["dmp-auth", "dmp-sign"]))),

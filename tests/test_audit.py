@@ -121,6 +121,16 @@ def test_expired_waiver_fails():
     assert r.status == "fail" and "waiver expired on 2026-11-26" in r.failures[0].reason
 
 
+def test_waiver_pattern_follows_a_configmap_whose_name_carries_its_content_hash():
+    _, rendered, _ = rendered_stack("demo")
+    ev, ctx = evidence(rendered.objects, "demo")
+    cfg = AuditConfig.model_validate({"waivers": [{
+        "control": "MSS-06", "objects": ["ConfigMap/chdemo-mss/postfix-*"], "owner": "dsi",
+        "justification": "no application mailbox yet; the relay lets no client relay", "expires": "2027-01-31"}]})
+    r = next(r for r in runner.run(ev, ctx, cfg).results if r.control.id == "MSS-06")
+    assert r.status == "waived" and r.waived[0][0].obj.name.startswith("postfix-")
+
+
 def test_waiver_covers_only_the_objects_it_names():
     objs = build(FAILING["K8S-01"])  # chdemo-fhir made privileged, chdemo-mss still baseline
     ev, ctx = evidence(objs, "demo")
@@ -184,7 +194,7 @@ def test_json_junit_and_sarif_carry_failures_with_their_objects():
     errors = [r for r in run["results"] if "suppressions" not in r]
     assert [r["ruleId"] for r in errors] == ["K8S-07"]
     waived = [r for r in run["results"] if "suppressions" in r]
-    assert {r["ruleId"] for r in waived} == {"K8S-01", "K8S-03", "PKI-02"}
+    assert {r["ruleId"] for r in waived} == {"K8S-01", "K8S-03", "MSS-06", "PKI-02"}
 
 
 # --- the command line ----------------------------------------------------------------------------------

@@ -105,6 +105,7 @@ REFUSALS = [
     ("HDS-04", "storage.encrypted", lambda p: p["storage"].update(encrypted=False)),
     ("INS-02", "fhir.ins_systems[1]", lambda p: p["fhir"].update(ins_systems=["urn:oid:1.2.250.1.213.1.4.8", "urn:oid:1.2.250.1.213.1.4.10"])),
     ("PKI-01", "pki.mode", lambda p: p["pki"].update(mode="demo")),
+    ("MSS-06", "relay.client_fingerprints", lambda p: p["relay"].pop("client_fingerprints")),
 ]
 
 

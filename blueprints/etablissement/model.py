@@ -95,6 +95,7 @@ Cidr = Annotated[str, AfterValidator(_cidr)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Size = Annotated[str, AfterValidator(_size)]
 CrlUrl = Annotated[str, AfterValidator(_crl_url)]
+Fingerprint = Annotated[str, Field(pattern=r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")]
 SecretName = Annotated[str, AfterValidator(_dns_label)]
 
 
@@ -297,6 +298,11 @@ class Relay(Strict):
     )
     refresh_interval_hours: int = Field(default=24, ge=1, le=168, description="MSS-05: how often the domain list is refreshed")
     require_client_certificate: bool = Field(default=True, description="MSS-06: application mailboxes use the organisation certificate")
+    client_fingerprints: list[Fingerprint] = Field(
+        default_factory=list,
+        description="MSS-06: SHA-256 fingerprints of the organisation certificates allowed to relay "
+                    "(`openssl x509 -noout -fingerprint -sha256`); remove one to revoke it",
+    )
     next_hop: str | None = Field(default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
     queue_size: Size = "5Gi"
     mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
@@ -406,6 +412,8 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
         out.append(("fhir.validation_fr_core", "FHIR-04: FR Core validation must be on in production"))
     if not p.relay.require_client_certificate:
         out.append(("relay.require_client_certificate", "MSS-06: application mailboxes must use the organisation certificate"))
+    elif not p.relay.client_fingerprints:
+        out.append(("relay.client_fingerprints", "MSS-06: list the organisation certificates allowed to relay (none would relay)"))
     if p.hosting.provider_profile == "ceph-rbd":
         for key in ("cluster_id", "pool", "kms_id"):
             if not getattr(p.storage.ceph_rbd, key):

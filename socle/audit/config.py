@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,7 +32,8 @@ class EvidenceRef(_Strict):
 
 class Waiver(_Strict):
     control: str = Field(pattern=r"^[A-Z0-9]+-[0-9]{2}$")
-    objects: list[str] = Field(min_length=1, description="Kind/name or Kind/namespace/name of each waived object")
+    objects: list[str] = Field(min_length=1, description="Kind/name or Kind/namespace/name of each waived object; "
+                                                         "`*` matches a ConfigMap's content hash (postfix-*)")
     justification: str = Field(min_length=20, description="Why the rule cannot be met and what compensates")
     owner: str = Field(min_length=1)
     expires: dt.date
@@ -43,9 +45,9 @@ class Waiver(_Strict):
             ObjRef.parse(item)
         return value
 
-    @property
-    def refs(self) -> set[ObjRef]:
-        return {ObjRef.parse(o) for o in self.objects}
+    def matching(self, ref: ObjRef) -> str | None:
+        """The object pattern of this waiver that names `ref`, if any."""
+        return next((o for o in self.objects if fnmatch.fnmatchcase(str(ref), o)), None)
 
     def expired(self, today: dt.date) -> bool:
         return self.expires < today

@@ -59,25 +59,22 @@ def make_context(ev: Evidence, today: dt.date, profile: str | None = None, stack
 def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, today: dt.date) -> ControlResult:
     result = ControlResult(control, "not-applicable")
     waivers = [w for w in cfg.waivers if w.control == control.id]
-    used: set[tuple[int, object]] = set()
+    used: set[tuple[int, str]] = set()
     for f in findings:
-        if f.status != "fail":
+        match = next(((i, w, pattern) for i, w in enumerate(waivers) if (pattern := w.matching(f.obj))), None)
+        if f.status != "fail" or match is None:
             result.findings.append(f)
             continue
-        waiver = next(((i, w) for i, w in enumerate(waivers) if f.obj in w.refs), None)
-        if waiver is None:
-            result.findings.append(f)
-            continue
-        i, w = waiver
-        used.add((i, f.obj))
+        i, w, pattern = match
+        used.add((i, pattern))
         if w.expired(today):
             result.findings.append(Finding("fail", f.obj, f"{f.reason} — waiver expired on {w.expires} (owner {w.owner})", f.file))
         else:
             result.waived.append((f, f"waived until {w.expires} by {w.owner}: {w.justification}"))
     for i, w in enumerate(waivers):
-        for ref in sorted(w.refs):
-            if (i, ref) not in used:
-                result.notes.append(f"waiver for {ref} (until {w.expires}) matches no failure: remove it")
+        for pattern in w.objects:
+            if (i, pattern) not in used:
+                result.notes.append(f"waiver for {pattern} (until {w.expires}) matches no failure: remove it")
     statuses = {f.status for f in result.findings}
     if "fail" in statuses:
         result.status = "fail"

@@ -114,9 +114,14 @@ def mss_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
          "Set relay.require_client_certificate: true.")
 def mss_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def relay(p: Parsed) -> Finding:
+        ns = meta(p.file.obj).get("namespace")
+        lists = [cm["data"]["client_certs"] for cm in ev.scoped("ConfigMap")
+                 if meta(cm).get("namespace") == ns and isinstance((cm.get("data") or {}).get("client_certs"), str)]
         problems = [msg for bad, msg in (
             (p.data.get("smtpd_tls_req_ccert") != "yes", "client certificates are not required (smtpd_tls_req_ccert)"),
             (not p.data.get("relay_clientcerts"), "no relay_clientcerts list of organisation certificates"),
+            (bool(p.data.get("relay_clientcerts")) and not any(line.strip() for text in lists for line in text.splitlines()),
+             "the relay_clientcerts list is empty: no application mailbox can relay"),
         ) if bad]
         return judge(p.file.obj, problems, "organisation certificate required", "main.cf")
 
