@@ -87,6 +87,7 @@ class AuditLog(pulumi.ComponentResource):
         rsyslog = {
             "name": "rsyslog",
             "image": args.image,
+            "imagePullPolicy": "Always",
             "args": ["rsyslogd", "-n", "-f", "/etc/socle/rsyslog/rsyslog.conf", "-i", "/var/spool/rsyslog/rsyslogd.pid"],
             "ports": [{"name": "syslog-tls", "containerPort": SYSLOG_TLS_PORT, "protocol": "TCP"}],
             "securityContext": container_security(run_as_user=10514),
@@ -103,6 +104,7 @@ class AuditLog(pulumi.ComponentResource):
         sealer = {
             "name": "seal",
             "image": args.tools_image,
+            "imagePullPolicy": "Always",
             "command": ["sh", "-c", f"while true; do sh /etc/socle/seal/seal.sh {DATA_DIR}; sleep {args.seal_interval_seconds}; done"],
             "securityContext": container_security(run_as_user=10514),
             "resources": resources_spec("10m", "16Mi", "200m", "64Mi"),

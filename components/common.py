@@ -83,6 +83,8 @@ def child(parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
 
 # --- hardened containers -------------------------------------------------------------------------
 
+# Every container has imagePullPolicy Always: each start asks the registry for the pinned tag, so every node
+# runs the same image and a node's cache cannot stand in for it.
 def container_security(
     run_as_user: int | None = None,
     add_caps: Sequence[str] = (),
@@ -212,6 +214,7 @@ def pdb(name: str, namespace: str, sel: Mapping[str, str], lbl: Mapping[str, str
 # --- log forwarding sidecar (TRACE-01, TRACE-05) ---------------------------------------------------
 
 FORWARDER_UDP_PORT = 5140
+FORWARDER_ALIVE = ["sh", "-c", 'kill -0 "$(cat /var/spool/rsyslog/rsyslogd.pid)"']
 
 
 @dataclass(frozen=True)
@@ -241,9 +244,13 @@ def forwarder_sidecar(image: str, config_map: str, target: AuditTarget, extra_mo
     container = {
         "name": "log-forwarder",
         "image": image,
+        "imagePullPolicy": "Always",
         "args": ["rsyslogd", "-n", "-f", "/etc/socle/rsyslog/rsyslog.conf", "-i", "/var/spool/rsyslog/rsyslogd.pid"],
         "securityContext": container_security(run_as_user=run_as_user),
         "resources": resources_spec("20m", "32Mi", "200m", "128Mi"),
+        # TRACE-01: a pod whose access log cannot be shipped is restarted, and is not ready meanwhile.
+        "livenessProbe": {"exec": {"command": FORWARDER_ALIVE}, "periodSeconds": 30},
+        "readinessProbe": {"exec": {"command": FORWARDER_ALIVE}, "periodSeconds": 15},
         "volumeMounts": [
             {"name": "forwarder-config", "mountPath": "/etc/socle/rsyslog", "readOnly": True},
             {"name": "forwarder-spool", "mountPath": "/var/spool/rsyslog"},

@@ -158,6 +158,7 @@ class FhirStore(pulumi.ComponentResource):
         hapi = {
             "name": "hapi-fhir",
             "image": args.image,
+            "imagePullPolicy": "Always",
             "env": [
                 {"name": "SPRING_CONFIG_LOCATION", "value": "file:///etc/socle/hapi/application.yaml"},
                 {"name": "LOGGING_CONFIG", "value": "/etc/socle/hapi/logback.xml"},
@@ -229,6 +230,7 @@ class FhirStore(pulumi.ComponentResource):
         container = {
             "name": "postgres",
             "image": db.image,
+            "imagePullPolicy": "Always",
             "args": ["postgres", "-c", "config_file=/etc/socle/postgres/postgresql.conf", "-c", "hba_file=/etc/socle/postgres/pg_hba.conf"],
             "env": [
                 {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},

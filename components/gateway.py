@@ -176,6 +176,7 @@ class Gateway(pulumi.ComponentResource):
         nginx = {
             "name": "nginx",
             "image": args.image,
+            "imagePullPolicy": "Always",
             "args": ["nginx", "-c", "/etc/socle/nginx/nginx.conf", "-g", "daemon off;"],
             "ports": [
                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -220,6 +221,7 @@ class Gateway(pulumi.ComponentResource):
                 "initContainers": [{
                     "name": "crl-seed",
                     "image": args.tools_image,
+                    "imagePullPolicy": "Always",
                     "command": ["cp", "/etc/socle/tls/crl-seed/crl.pem", "/etc/socle/tls/crl/crl.pem"],
                     "securityContext": container_security(run_as_user=NGINX_UID),
                     "resources": resources_spec("10m", "16Mi", "100m", "32Mi"),
@@ -232,6 +234,7 @@ class Gateway(pulumi.ComponentResource):
             containers.append({
                 "name": "crl-refresh",
                 "image": args.tools_image,
+                "imagePullPolicy": "Always",
                 "command": ["sh", "/etc/socle/crl-refresh/crl-refresh.sh"],
                 "securityContext": container_security(run_as_user=NGINX_UID),
                 "resources": resources_spec("10m", "16Mi", "100m", "64Mi"),
@@ -282,6 +285,7 @@ class Gateway(pulumi.ComponentResource):
         o2_container = {
             "name": "oauth2-proxy",
             "image": args.oauth2_proxy_image,
+            "imagePullPolicy": "Always",
             "args": ["--config=/etc/socle/oauth2-proxy/oauth2-proxy.cfg"],
             "env": [secret_env("OAUTH2_PROXY_COOKIE_SECRET", cookie_secret_name, "cookie-secret")],
             "ports": [{"name": "http", "containerPort": OAUTH2_PORT, "protocol": "TCP"}],

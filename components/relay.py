@@ -150,6 +150,7 @@ class Relay(pulumi.ComponentResource):
         postfix = {
             "name": "postfix",
             "image": args.image,
+            "imagePullPolicy": "Always",
             "command": ["postfix", "-c", "/etc/socle/postfix", "start-fg"],
             "ports": [{"name": "smtp", "containerPort": SMTP_PORT, "protocol": "TCP"}],
             "securityContext": {
@@ -173,6 +174,7 @@ class Relay(pulumi.ComponentResource):
         seed_maps = {
             "name": "seed-maps",
             "image": args.tools_image,
+            "imagePullPolicy": "Always",
             "command": ["sh", "-c", "cp /etc/socle/maps-seed/* /var/lib/socle/maps/"],
             "securityContext": container_security(run_as_user=65534),
             "resources": resources_spec("10m", "16Mi", "100m", "32Mi"),
@@ -184,6 +186,7 @@ class Relay(pulumi.ComponentResource):
         refresher = {
             "name": "domain-refresh",
             "image": args.tools_image,
+            "imagePullPolicy": "Always",
             "command": ["sh", "/etc/socle/refresh/refresh-domains.sh"],
             "securityContext": container_security(run_as_user=65534),
             "resources": resources_spec("10m", "16Mi", "100m", "64Mi"),

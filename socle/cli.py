@@ -266,6 +266,85 @@ def auditor_kubeconfig(
     out.print(kubeconfig_instructions(user, group, days), markup=False, highlight=False)
 
 
+@app.command()
+def verify(
+    stack: str = typer.Argument("demo", help="Stack name or path to a stack file (default: the demo stack)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the report (default: out/verify-STACK)"),
+    no_scan: bool = typer.Option(False, "--no-scan", help="Skip the checkov scan of the manifests"),
+) -> None:
+    """Run the stack's rendered configs in the real daemons on 127.0.0.1, probe them, scan the manifests."""
+    import tempfile
+
+    from .verify import harness, missing_programs
+    from .verify import verify as run_verify
+
+    try:
+        st = load(stack)
+    except StackError as exc:
+        _fail_stack(exc)
+        return
+    missing = missing_programs()
+    if no_scan:
+        missing = [m for m in missing if not m.startswith("checkov")]
+    if missing:
+        for sentence in missing:
+            err.print(f"socle verify: {sentence}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out_dir = out_dir or Path("out") / f"verify-{st.name}"
+    with tempfile.TemporaryDirectory(prefix=f"socle-verify-{st.name}-") as tmp, err.status("starting…") as status:
+        try:
+            report = run_verify(st, Path(tmp), scan=not no_scan, progress=lambda msg: status.update(msg))
+        except (harness.HarnessError, RuntimeError) as exc:
+            err.print(f"socle verify: {exc}", markup=False)
+            raise typer.Exit(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "verify.md").write_text(report.to_markdown(), encoding="utf-8")
+    (out_dir / "verify.json").write_text(report.to_json(), encoding="utf-8")
+    for p in report.probes:
+        style = "green" if p.ok else "bold red"
+        out.print(f"[{style}]{'ok  ' if p.ok else 'FAIL'}[/] {p.requirement:9} {p.name}: {p.detail}", highlight=False)
+    if report.scan:
+        out.print(report.scan.summary(), markup=False)
+        for check, title, resource, _ in report.scan.unjustified:
+            out.print(f"[bold red]FAIL[/] checkov {check} {resource}: {title} (not in security/checkov-accepted.yaml)")
+    failed = sum(not p.ok for p in report.probes)
+    out.print(f"{'[bold green]PASS' if report.ok else '[bold red]FAIL'}[/]: {len(report.probes) - failed} probes passed, "
+              f"{failed} failed; report in {out_dir}/verify.md")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+audit_log = typer.Typer(help="The audit log's seal chain (TRACE-04).", no_args_is_help=True)
+app.add_typer(audit_log, name="audit-log")
+
+
+@audit_log.command("verify")
+def audit_log_verify(
+    directory: Path = typer.Argument(..., help="Directory holding audit-YYYY-MM-DD.jsonl files and chain.sha256"),
+    retention_days: int = typer.Option(365, "--retention-days", min=1, help="Files older than this may have been removed"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD", help="Date of the check (default: today, UTC)"),
+) -> None:
+    """Recompute the seal chain: exit 0 when intact, 1 naming the first broken file, 2 on a usage error."""
+    import datetime as dt
+
+    from .auditlog import verify_chain
+
+    try:
+        today = dt.date.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc).date()
+    except ValueError:
+        err.print(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    if not directory.is_dir():
+        err.print(f"{directory}: not a directory", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    problems = verify_chain(directory, today, retention_days)
+    for p in problems:
+        out.print(f"BROKEN {p}", markup=False, highlight=False)
+    if not problems:
+        links = len((directory / "chain.sha256").read_text().splitlines())
+        out.print(f"{directory}: seal chain intact ({links} sealed files)", markup=False)
+    raise typer.Exit(1 if problems else 0)
+
+
 def _pulumi(stack: str, action: str, yes: bool) -> None:
     try:
         st = load(stack)
