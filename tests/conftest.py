@@ -24,6 +24,16 @@ def require_tool(name: str) -> str:
     return path
 
 
+TERMINAL_NOTES: list[str] = []  # lines for the end of the run (scanner counts), shown in CI logs
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TERMINAL_NOTES:
+        terminalreporter.section("socle")
+        for line in TERMINAL_NOTES:
+            terminalreporter.write_line(line)
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("socle", "socle auditors' suite (tests/infra)")
     group.addoption("--evidence", default="render:demo",

@@ -144,7 +144,6 @@ def test_waiver_covers_only_the_objects_it_names():
 
 def _demo_audit():
     stack, rendered, _ = rendered_stack("demo")
-    from socle.audit import sources  # noqa: F401 - same path as the CLI
     ev = Evidence(source="render:demo", objects=rendered.objects, target="stack demo (stacks/Pulumi.demo.yaml)",
                   files={ObjRef.of(o): f"{o['metadata'].get('namespace', '_cluster')}/{o['kind'].lower()}-{o['metadata']['name']}.yaml"
                          for o in rendered.objects})

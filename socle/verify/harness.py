@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,18 @@ def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     if result.returncode != 0:
         raise HarnessError(f"{what}: {(result.stderr or result.stdout).strip()}")
     return result
+
+
+def service_dir(root: Path, name: str) -> Path:
+    """A directory a daemon's own user (postfix, postgres) can reach: under `root` when every parent lets others
+    through, else a fresh one in the system's temporary directory (removed by `stop`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    if all(p.stat().st_mode & 0o001 for p in root.resolve().parents):
+        return root / name
+    d = Path(tempfile.mkdtemp(prefix=f"socle-verify-{name}-"))
+    d.chmod(0o755)
+    return d
 
 
 def chown_tree(path: Path, user: str) -> None:
@@ -201,8 +214,7 @@ class Relay:
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        self.dir = self.root / "relay"
-        self.root.chmod(0o755)  # Postfix's master opens its lock file as the postfix user: it must traverse the run
+        self.dir = service_dir(self.root, "relay")  # Postfix's master opens its lock file as the postfix user
         self.sink = SmtpSink()
         # Parameters of the stack, not edits: the next hop is the local sink, the organisation certificate of
         # this run is the one allowed to relay.
@@ -246,6 +258,8 @@ class Relay:
         if postfix and (self.dir / "queue" / "pid" / "master.pid").exists():
             subprocess.run([postfix, "-c", str(self.config_dir), "stop"], capture_output=True)
         self.sink.stop()
+        if not self.dir.is_relative_to(self.root):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self) -> str:
         return self.maillog.read_text(errors="replace") if self.maillog.exists() else ""
@@ -309,8 +323,7 @@ class Postgres:
     port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
-        self.dir = self.root / "postgres"
-        self.root.chmod(0o755)  # the server runs as the postgres user: it must traverse the run directory
+        self.dir = service_dir(self.root, "postgres")  # the server runs as the postgres user
         db = self.args.database
         host = f"postgres.{self.args.namespace}.svc.cluster.local"
         self.server = self.pki.internal.issue("postgres-server", host, dns=[host, "localhost"], server=True)
@@ -365,6 +378,8 @@ class Postgres:
             self.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(15)
+        if not self.dir.is_relative_to(self.root):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted((self.dir / "log").glob("*.log")))

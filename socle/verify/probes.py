@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def handshake_with(port: int, sni: str, version: ssl.TLSVersion, starttls_smtp: 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.set_ciphers("ALL:@SECLEVEL=0")
-    ctx.minimum_version = ctx.maximum_version = version
+    with warnings.catch_warnings():  # offering an old version is the point of this probe
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ctx.maximum_version = version
     with socket.create_connection((LOCAL, port), timeout=10) as raw:
         if starttls_smtp:
             f = raw.makefile("rwb")

@@ -4,7 +4,6 @@ with the same functions the real-daemon tests run on local daemons (`socle.hostc
 Needs `--evidence live` and an identity bound to the optional socle-auditor-exec role (auditors.live_checks)."""
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
