@@ -29,6 +29,14 @@ def _fail_stack(exc: StackError) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
+def _load(stack: str):
+    """The validated stack, or every problem printed and exit 2."""
+    try:
+        return load(stack)
+    except StackError as exc:
+        _fail_stack(exc)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"socle {__version__}")
@@ -45,11 +53,7 @@ def _main(
 @app.command()
 def validate(stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<name>.yaml) or path to a stack file")) -> None:
     """Validate a stack file: exit 0 when valid, 2 with every problem listed when not."""
-    try:
-        st = load(stack)
-    except StackError as exc:
-        _fail_stack(exc)
-        return
+    st = _load(stack)
     bp = st.blueprint
     out.print(f"{st.file}: valid ({bp.name} {bp.version}, profile {getattr(st.params, 'profile', '?')})")
 
@@ -62,11 +66,7 @@ def render(
     """Render a stack offline (the Pulumi program under the SDK's mocks) to one file per Kubernetes object."""
     from .render import RenderError, render_files, run_program, write
 
-    try:
-        st = load(stack)
-    except StackError as exc:
-        _fail_stack(exc)
-        return
+    st = _load(stack)
     if out_dir is None:
         out_dir = Path("out") / st.name
     with err.status(f"Running the {st.blueprint.name} program for stack {st.name} under mocks…"):
@@ -179,13 +179,7 @@ def audit(
             err.print(f"socle audit: {p}", markup=False)
         raise typer.Exit(EXIT_INVALID)
 
-    st = None
-    try:
-        if render_stack is not None or stack is not None:
-            st = load(render_stack or stack)  # type: ignore[arg-type]
-    except StackError as exc:
-        _fail_stack(exc)
-        return
+    st = _load(render_stack or stack) if (render_stack or stack) else None  # type: ignore[arg-type]
     try:
         if render_stack is not None:
             with err.status(f"Rendering stack {st.name} under mocks…"):
@@ -258,11 +252,7 @@ def auditor_kubeconfig(
         raise typer.Exit(EXIT_INVALID)
     group = "socle:auditors"
     if stack:
-        try:
-            group = load(stack).params.auditors.group  # type: ignore[attr-defined]
-        except StackError as exc:
-            _fail_stack(exc)
-            return
+        group = _load(stack).params.auditors.group
     out.print(kubeconfig_instructions(user, group, days), markup=False, highlight=False)
 
 
@@ -278,11 +268,7 @@ def verify(
     from .verify import harness, missing_programs
     from .verify import verify as run_verify
 
-    try:
-        st = load(stack)
-    except StackError as exc:
-        _fail_stack(exc)
-        return
+    st = _load(stack)
     missing = missing_programs()
     if no_scan:
         missing = [m for m in missing if not m.startswith("checkov")]
@@ -346,11 +332,7 @@ def audit_log_verify(
 
 
 def _pulumi(stack: str, action: str, yes: bool) -> None:
-    try:
-        st = load(stack)
-    except StackError as exc:
-        _fail_stack(exc)
-        return
+    st = _load(stack)
     if shutil.which("pulumi") is None:
         err.print(
             "The pulumi CLI is not installed: install it with `curl -fsSL https://get.pulumi.com | sh` "
