@@ -135,6 +135,7 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
     with harness.running(*daemons):
         step("probing the gateway")
         report.probes += probes.gateway(gw, pki)
+        report.probes += probes.crl_refresh(gw, pki)  # last: it revokes the organisation certificate
         step("probing the relay")
         report.probes += probes.relay(relay, pki)
         step("probing the audit log and its seal")

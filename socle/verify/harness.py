@@ -22,9 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
+from cryptography.hazmat.primitives import serialization
+
 from components.auditlog import AuditLogArgs, aggregator_conf, seal_script
 from components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
-from components.gateway import GatewayArgs, nginx_conf
+from components.gateway import GatewayArgs, crl_refresh_script, nginx_conf
 from components.relay import RelayArgs, main_cf, master_cf, relay_maps
 
 from .pki import TestPki
@@ -137,6 +139,21 @@ class _AuthHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _CrlHandler(BaseHTTPRequestHandler):
+    """A CRL distribution point: serves `double.crl` (DER) or 404 when it is None."""
+
+    def do_GET(self):  # noqa: N802
+        data = self.server.double.crl  # type: ignore[attr-defined]
+        self.server.double.requests.append({"path": self.path})  # type: ignore[attr-defined]
+        self.send_response(200 if data is not None else 404)
+        self.send_header("Content-Length", str(len(data or b"")))
+        self.end_headers()
+        self.wfile.write(data or b"")
+
+    def log_message(self, *a):
+        pass
+
+
 class _BackendHandler(BaseHTTPRequestHandler):
     def _handle(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -169,6 +186,14 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.dir = self.root / "gateway"
+        self.crl_server: _Double | None = None
+        if self.args.crl_urls:
+            # The distribution points become a local double: nothing is fetched beyond 127.0.0.1.
+            self.crl_server = _Double(_CrlHandler)
+            self.crl_server.crl = self.pki.health.crl_bytes(encoding=serialization.Encoding.DER)  # type: ignore[attr-defined]
+            self.args = self.args.model_copy(update={
+                "crl_urls": [f"http://{LOCAL}:{self.crl_server.port}/crl/{i}.crl" for i in range(len(self.args.crl_urls))],
+                "crl_refresh_seconds": 1})
         hosts = sorted(r.host for r in self.args.routes)
         self.server = self.pki.health.issue("gateway-server", f"gateway.{hosts[0]}", dns=hosts, server=True)
         self.paths = {k: str(self.dir / k) for k in ("run", "cache", "crl")}
@@ -183,6 +208,10 @@ class Gateway:
                           https_port=self.https_port, auth_upstream=f"http://{LOCAL}:{self.auth.port}",
                           access_logs=[str(self.access_log)], error_log=str(self.error_log),
                           upstreams={r.name: f"http://{LOCAL}:{self.backend.port}" for r in self.args.routes})
+
+    def refresh_script(self) -> str:
+        """The CRL refresher the pod runs beside NGINX, with this run's paths."""
+        return crl_refresh_script(self.args, crl_file=f"{self.paths['crl']}/crl.pem", pid_file=f"{self.paths['run']}/nginx.pid")
 
     def start(self) -> "Gateway":
         nginx = require("nginx")
@@ -204,6 +233,8 @@ class Gateway:
         for d in ("auth", "backend"):
             if hasattr(self, d):
                 getattr(self, d).stop()
+        if self.crl_server is not None:
+            self.crl_server.stop()
 
 
 @dataclass

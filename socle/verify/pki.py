@@ -22,6 +22,7 @@ class Issued:
     cert: Path
     key: Path
     fingerprint: str  # SHA-256, colon-separated upper-case hex (Postfix's format)
+    serial: int = 0
 
     @property
     def directory(self) -> Path:
@@ -79,13 +80,19 @@ class Authority:
         (d / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(d / "tls.key", key)
         (d / "ca.crt").write_bytes(self.cert_path.read_bytes())
-        return Issued(d / "tls.crt", d / "tls.key", fingerprint(cert))
+        return Issued(d / "tls.crt", d / "tls.key", fingerprint(cert), cert.serial_number)
+
+    def crl_bytes(self, revoked: list[int] = (), days: int = 7, encoding=serialization.Encoding.PEM) -> bytes:
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(self.name).last_update(self.now)
+                   .next_update(self.now + dt.timedelta(days=days)))
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(self.now).build())
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(encoding)
 
     def crl(self, days: int = 7) -> Path:
-        crl = (x509.CertificateRevocationListBuilder().issuer_name(self.name).last_update(self.now)
-               .next_update(self.now + dt.timedelta(days=days)).sign(self.key, hashes.SHA256()))
         path = self.dir / "crl.pem"
-        path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        path.write_bytes(self.crl_bytes(days=days))
         return path
 
 

@@ -244,6 +244,41 @@ def gateway(gw: Gateway, pki: TestPki) -> list[Probe]:
     return out
 
 
+def crl_refresh(gw: Gateway, pki: TestPki) -> list[Probe]:
+    """PKI-02 end to end: the rendered refresher fetches a CRL revoking the organisation certificate from the
+    (local) distribution point, NGINX reloads it and refuses that certificate; a failed download keeps the CRL."""
+    from cryptography.hazmat.primitives import serialization
+
+    if gw.crl_server is None:
+        return []
+    route = next(r for r in gw.args.routes if r.mtls)
+    auth = {"Authorization": f"Bearer {GOOD_TOKEN}"} if route.token_validation else {}
+    ca = pki.health.cert_path
+    before, _, _ = https(gw.https_port, route.host, ca, path="/fhir/metadata", headers=auth, client=pki.org_client)
+    gw.crl_server.crl = pki.health.crl_bytes(revoked=[pki.org_client.serial], encoding=serialization.Encoding.DER)  # type: ignore[attr-defined]
+    script, log = gw.dir / "crl-refresh.sh", gw.dir / "crl-refresh.log"
+    script.write_text(gw.refresh_script(), encoding="utf-8")
+    proc = subprocess.Popen(["sh", str(script)], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        status, deadline = before, time.monotonic() + 20
+        while time.monotonic() < deadline and status == 200:
+            time.sleep(0.5)
+            status, _, _ = https(gw.https_port, route.host, ca, path="/fhir/metadata", headers=auth, client=pki.org_client)
+        out = [probe("PKI-02", "gateway: a certificate revoked at the distribution point is refused after the CRL refresh",
+                     before == 200 and status == 400, f"before {before}, after refresh {status}; refresher: "
+                     f"{log.read_text().strip().splitlines()[-1:] or ['(silent)']}")]
+        gw.crl_server.crl = None  # type: ignore[attr-defined]  # the distribution point now fails
+        time.sleep(2.5)
+        status, _, _ = https(gw.https_port, route.host, ca, path="/fhir/metadata", headers=auth, client=pki.org_client)
+        text = log.read_text()
+        out.append(probe("PKI-02", "gateway: a failed CRL download keeps the current CRL (the revocation stays)",
+                         "keeping the current CRL" in text and status == 400, f"after a failed download: {status}"))
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    return out
+
+
 # --- relay -----------------------------------------------------------------------------------------------
 
 def _smtp(relay: Relay) -> smtplib.SMTP:
