@@ -224,17 +224,22 @@ class AuditTarget:
     client_secret: str  # Secret with tls.crt/tls.key/ca.crt of the internal CA
 
 
-def forwarder_config(kit_version: str, source: str, target: AuditTarget, files: Sequence[Mapping[str, str]] = ()) -> str:
+def forwarder_config(kit_version: str, source: str, target: AuditTarget, files: Sequence[Mapping[str, str]] = (), *,
+                     paths: Mapping[str, str] | None = None, udp_port: int = FORWARDER_UDP_PORT,
+                     connect_address: str | None = None) -> str:
+    """The sidecar's rsyslog.conf. The aggregator's certificate name is checked (x509/name) against `target.host`;
+    `connect_address` (default: that name) and the paths are parameters so the local harness runs the same file."""
     return render_template(
         "rsyslog-forwarder.conf.j2",
         kit_version=kit_version,
         source=source,
-        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/audit-client", "client_tls": "/etc/socle/tls/audit-client"},
-        udp_port=FORWARDER_UDP_PORT,
+        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/audit-client", "client_tls": "/etc/socle/tls/audit-client",
+               **(paths or {})},
+        udp_port=udp_port,
         files=list(files),
         target_host=target.host,
+        connect_address=connect_address or target.host,
         target_port=target.port,
-        # The aggregator's certificate name is checked (x509/name).
     )
 
 

@@ -20,9 +20,9 @@ from socle.verify.scanner import checkov_path, scan
 from tests.conftest import IN_CI, EXAMPLE_STACKS, TERMINAL_NOTES, rendered_stack, require_tool
 
 CORE = {"TLS-01", "TLS-02", "TLS-03", "API-01", "API-03", "GW-04", "GW-05", "GW-06", "MSS-01", "MSS-02", "MSS-03",
-        "MSS-04", "MSS-05", "MSS-06", "MSS-07", "TRACE-04", "TRACE-05", "PKI-03", "PKI-04", "K8S-08"}
+        "MSS-04", "MSS-05", "MSS-06", "MSS-07", "TRACE-01", "TRACE-02", "TRACE-04", "TRACE-05", "PKI-03", "PKI-04", "K8S-08"}
 EXPECTED = {
-    "demo": CORE | {"TRACE-01"},  # the in-cluster PostgreSQL: TLS only, SCRAM, connections logged
+    "demo": CORE,  # with the in-cluster PostgreSQL: TLS only, SCRAM, connections logged
     "chu-exemple-prod": CORE | {"PKI-02"},  # CRL distribution points: the refresher revokes end to end
 }
 

@@ -130,7 +130,9 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
     relay = harness.Relay(args["relay"], pki, workdir)
     audit = harness.AuditLog(args["auditlog"], pki, workdir)
     pg = harness.Postgres(args["fhir"], pki, workdir) if args["fhir"].database.mode == "in-cluster" else None
-    daemons = [d for d in (gw, relay, audit, pg) if d is not None]
+    forwarder = harness.Forwarder(audit, "gateway", workdir)
+    gw.syslog_port = forwarder.udp_port  # the gateway logs to its sidecar, which forwards to the aggregator
+    daemons = [d for d in (audit, forwarder, gw, relay, pg) if d is not None]
     step(f"starting {', '.join(type(d).__name__ for d in daemons)} on 127.0.0.1")
     with harness.running(*daemons):
         step("probing the gateway")
@@ -139,7 +141,8 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
         step("probing the relay")
         report.probes += probes.relay(relay, pki)
         step("probing the audit log and its seal")
-        report.probes += probes.auditlog(audit, pki) + probes.seal(audit, workdir / "seal", today)
+        report.probes += probes.auditlog(audit, pki) + probes.trace_chain(gw, audit, pki)
+        report.probes += probes.seal(audit, workdir / "seal", today)
         if pg is not None:
             step("probing PostgreSQL")
             report.probes += probes.postgres(pg, pki)

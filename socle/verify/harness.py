@@ -183,6 +183,7 @@ class Gateway:
     root: Path
     http_port: int = field(default_factory=free_port)
     https_port: int = field(default_factory=free_port)
+    syslog_port: int | None = None  # a log forwarder's UDP input, as the pod's sidecar listens on 127.0.0.1:5140
 
     def __post_init__(self) -> None:
         self.dir = self.root / "gateway"
@@ -206,7 +207,10 @@ class Gateway:
     def render(self) -> str:
         return nginx_conf(self.args, paths=self.paths, listen_address=f"{LOCAL}:", http_port=self.http_port,
                           https_port=self.https_port, auth_upstream=f"http://{LOCAL}:{self.auth.port}",
-                          access_logs=[str(self.access_log)], error_log=str(self.error_log),
+                          access_logs=[str(self.access_log)] + (
+                              [f"syslog:server={LOCAL}:{self.syslog_port},facility=local6,tag=gateway,severity=info"]
+                              if self.syslog_port else []),
+                          error_log=str(self.error_log),
                           upstreams={r.name: f"http://{LOCAL}:{self.backend.port}" for r in self.args.routes})
 
     def refresh_script(self) -> str:
@@ -451,6 +455,53 @@ class AuditLog:
         self.proc = subprocess.Popen([rsyslogd, "-n", "-f", str(self.conf), "-i", str(self.dir / "rsyslogd.pid")],
                                      stdout=log.open("w"), stderr=subprocess.STDOUT)
         wait_port(self.port, "rsyslogd", self.proc, log)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+
+@dataclass
+class Forwarder:
+    """A workload's log-forwarder sidecar: UDP (and files) in, mutual TLS out to the audit log aggregator."""
+
+    audit: AuditLog
+    source: str
+    root: Path
+    files: list[dict] = field(default_factory=list)
+    udp_port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.dir = self.root / f"forwarder-{self.source}"
+        self.conf = self.dir / "rsyslog.conf"
+        self.proc: subprocess.Popen | None = None
+
+    def render(self) -> str:
+        from components.common import AuditTarget, forwarder_config
+
+        cert_dir = str(self.audit.sender.directory)
+        target = AuditTarget(host=self.audit.host, port=self.audit.port, client_secret="(local files)")
+        return forwarder_config(self.audit.args.kit_version, self.source, target, self.files,
+                                paths={"work": str(self.dir / "spool"), "ca": cert_dir, "client_tls": cert_dir},
+                                udp_port=self.udp_port, connect_address=LOCAL)
+
+    def start(self) -> "Forwarder":
+        rsyslogd = require("rsyslogd")
+        (self.dir / "spool").mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(self.render(), encoding="utf-8")
+        run([rsyslogd, "-N1", "-f", str(self.conf)], "rsyslogd refused the rendered forwarder rsyslog.conf")
+        pid = self.dir / "rsyslogd.pid"
+        log = self.dir / "rsyslogd.log"
+        self.proc = subprocess.Popen([rsyslogd, "-n", "-f", str(self.conf), "-i", str(pid)], stdout=log.open("w"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not pid.exists() and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not pid.exists():
+            raise HarnessError(f"the log forwarder did not start: {log.read_text(errors='replace')[-1000:]}")
         return self
 
     def stop(self) -> None:

@@ -447,6 +447,30 @@ def auditlog(al: AuditLog, pki: TestPki) -> list[Probe]:
     return out
 
 
+def trace_chain(gw: Gateway, al: AuditLog, pki: TestPki) -> list[Probe]:
+    """TRACE-01/02 end to end: an HTTPS request to the gateway reaches the audit log through the log forwarder
+    (UDP on 127.0.0.1, then mutual TLS with the aggregator's name checked) as a JSON line naming the caller."""
+    if not gw.syslog_port:
+        return []
+    route = next((r for r in gw.args.routes if r.mtls), gw.args.routes[0])
+    auth = {"Authorization": f"Bearer {GOOD_TOKEN}"} if route.token_validation else {}
+    marker = f"trace-{secrets.token_hex(6)}"
+    status, _, _ = https(gw.https_port, route.host, pki.health.cert_path, path=f"/fhir/Patient/{marker}", headers=auth,
+                         client=pki.org_client if route.mtls else None)
+    rec = _landed(al, marker, 15)
+    inner: dict = {}
+    with contextlib.suppress(json.JSONDecodeError, TypeError, AttributeError):
+        inner = json.loads(str((rec or {}).get("msg", "")).strip())  # the gateway's JSON access log line
+    actor = inner.get("client_s_dn") or inner.get("user")
+    return [
+        probe("TRACE-01", "gateway request recorded in the audit log through the forwarder (mutual TLS)",
+              rec is not None and rec.get("app") == "gateway", f"GET -> {status}; recorded as {json.dumps(rec)[:140] if rec else 'nothing'}"),
+        probe("TRACE-02", "the recorded access names its caller and request id",
+              bool(actor) and actor != "-" and re.fullmatch(r"[0-9a-f]{32}", str(inner.get("request_id", ""))) is not None,
+              f"actor {actor!r}, request_id {inner.get('request_id')!r}"),
+    ]
+
+
 def seal(al: AuditLog, workdir: Path, today: dt.date | None = None) -> list[Probe]:
     """Seal three past days with the rendered seal script, then tamper with them three ways."""
     from socle.auditlog import verify_chain
