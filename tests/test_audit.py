@@ -322,3 +322,13 @@ def test_infra_suite_names_the_failing_requirement_and_object_and_selects_by_fam
     tls_only = subprocess.run(base + ["-m", "TLS"], capture_output=True, text=True, cwd=ROOT)
     assert tls_only.returncode == 0, tls_only.stdout[-2000:]
     assert "deselected" in tls_only.stdout and "K8S-07" not in tls_only.stdout
+
+
+def test_infra_suite_reports_unreadable_evidence_as_a_failure_without_traceback(tmp_path, chdir_root):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "pytest", "tests/infra/test_requirements.py", "-q", "-p", "no:cacheprovider",
+                          "--evidence", "live", "--kubeconfig", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert "the evidence could not be read: kubeconfig" in run.stdout and "Traceback" not in run.stdout

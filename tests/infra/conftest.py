@@ -18,6 +18,14 @@ from socle.stackfile import StackError, load
 _audits: dict[tuple, tuple[runner.Audit, Evidence, dict]] = {}
 
 
+class EvidenceError(Exception):
+    """The evidence could not be read: reported as one failing test with the reason, never a traceback."""
+
+
+def evidence_error_param(exc: EvidenceError):
+    return pytest.param(exc, id="evidence")
+
+
 @dataclass(frozen=True)
 class Options:
     evidence: str
@@ -48,17 +56,17 @@ def audit_for(config: pytest.Config) -> tuple[runner.Audit, Evidence, dict]:
         elif kind == "live":
             ev = sources.from_live(o.kubeconfig, arg or None)
         else:
-            raise pytest.UsageError(f"--evidence {o.evidence!r}: expected render:STACK, snapshot:FILE, live or live:CONTEXT")
+            raise EvidenceError(f"--evidence {o.evidence!r}: expected render:STACK, snapshot:FILE, live or live:CONTEXT")
         today = dt.date.fromisoformat(o.as_of) if o.as_of else dt.date.today()
         ctx = runner.make_context(ev, today, profile=o.profile, stack_profile=stack.params.profile if stack else None,
                                   allowed_registries=tuple(stack.params.images.allowed_registries) if stack else ())
         audit = runner.run(ev, ctx, stack.audit if stack else None)
     except StackError as exc:
-        raise pytest.UsageError("\n".join(map(str, exc.problems))) from None
+        raise EvidenceError("\n".join(map(str, exc.problems))) from None
     except runner.AuditInputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise EvidenceError(str(exc)) from None
     except ValueError as exc:
-        raise pytest.UsageError(f"--as-of: {exc}") from None
+        raise EvidenceError(f"--as-of: {exc}") from None
     _audits[key] = (audit, ev, {"live": kind == "live", "kubeconfig": o.kubeconfig, "context": arg or None})
     return _audits[key]
 
@@ -66,7 +74,10 @@ def audit_for(config: pytest.Config) -> tuple[runner.Audit, Evidence, dict]:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     if not any("infra" in str(a) for a in config.args):
         return []
-    audit, _, _ = audit_for(config)
+    try:
+        audit, _, _ = audit_for(config)
+    except EvidenceError as exc:
+        return [f"socle audit: {exc}"]
     c = audit.context
     return [f"socle audit of {audit.target}: evidence {audit.source}, profile {c.profile} ({c.profile_origin}), "
             f"as of {audit.date}, kit {audit.kit_version}, blueprints {', '.join(audit.blueprints) or '-'}"]

@@ -12,7 +12,7 @@ import testinfra
 
 from socle import hostchecks
 from socle.audit.evidence import Evidence, dig, meta
-from tests.infra.conftest import audit_for
+from tests.infra.conftest import EvidenceError, audit_for, evidence_error_param
 
 
 @dataclass
@@ -65,7 +65,11 @@ def targets(ev: Evidence) -> list[Target]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" not in metafunc.fixturenames:
         return
-    audit, ev, mode = audit_for(metafunc.config)
+    try:
+        audit, ev, mode = audit_for(metafunc.config)
+    except EvidenceError as exc:
+        metafunc.parametrize("target", [evidence_error_param(exc)])
+        return
     if not mode["live"]:
         metafunc.parametrize("target", [pytest.param(None, id="needs-live-evidence")])
         return
@@ -75,6 +79,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.mark.host
 def test_daemon(target, request):
+    if isinstance(target, EvidenceError):
+        pytest.fail(f"the evidence could not be read: {target}", pytrace=False)
     if target is None:
         pytest.skip("host checks run inside the pods: use --evidence live (and auditors.live_checks in the stack)")
     t, mode = target

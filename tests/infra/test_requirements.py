@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from socle.audit.model import ControlResult, Finding
-from tests.infra.conftest import audit_for
+from tests.infra.conftest import EvidenceError, audit_for, evidence_error_param
 
 
 def _id(result: ControlResult, finding: Finding | None) -> str:
@@ -14,7 +14,11 @@ def _id(result: ControlResult, finding: Finding | None) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "verdict" not in metafunc.fixturenames:
         return
-    audit, _, _ = audit_for(metafunc.config)
+    try:
+        audit, _, _ = audit_for(metafunc.config)
+    except EvidenceError as exc:
+        metafunc.parametrize("verdict", [evidence_error_param(exc)])
+        return
     params = []
     for r in audit.results:
         mark = getattr(pytest.mark, r.control.family)
@@ -25,6 +29,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_requirement(verdict, record_property):
+    if isinstance(verdict, EvidenceError):
+        pytest.fail(f"the evidence could not be read: {verdict}", pytrace=False)
     result, finding, waiver = verdict
     c = result.control
     record_property("requirement", c.id)
