@@ -132,7 +132,9 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
     pg = harness.Postgres(args["fhir"], pki, workdir) if args["fhir"].database.mode == "in-cluster" else None
     forwarder = harness.Forwarder(audit, "gateway", workdir)
     gw.syslog_port = forwarder.udp_port  # the gateway logs to its sidecar, which forwards to the aggregator
-    daemons = [d for d in (audit, forwarder, gw, relay, pg) if d is not None]
+    # The relay's sidecar tails the maillog, as in the pod (imfile).
+    relay_forwarder = harness.Forwarder(audit, "relay", workdir, files=[{"path": str(relay.maillog), "tag": "postfix:"}])
+    daemons = [d for d in (audit, forwarder, relay_forwarder, gw, relay, pg) if d is not None]
     step(f"starting {', '.join(type(d).__name__ for d in daemons)} on 127.0.0.1")
     with harness.running(*daemons):
         step("probing the gateway")
@@ -140,6 +142,7 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
         report.probes += probes.crl_refresh(gw, pki)  # last: it revokes the organisation certificate
         step("probing the relay")
         report.probes += probes.relay(relay, pki)
+        report.probes += probes.relay_trace(relay, audit)
         step("probing the audit log and its seal")
         report.probes += probes.auditlog(audit, pki) + probes.trace_chain(gw, audit, pki)
         report.probes += probes.seal(audit, workdir / "seal", today)

@@ -357,6 +357,14 @@ def relay(r: Relay, pki: TestPki) -> list[Probe]:
     return out
 
 
+def relay_trace(r: Relay, al: AuditLog) -> list[Probe]:
+    """MSS-07 / TRACE-01: the relay's log lines reach the audit log through its forwarder (imfile on the maillog)."""
+    rec = _landed(al, "from=<app@verify.test>", 15)
+    return [probe("MSS-07", "relay log lines (sender, recipient, client) recorded in the audit log through the forwarder",
+                  rec is not None and str(rec.get("app", "")).startswith("postfix"),
+                  f"recorded: {str((rec or {}).get('msg', ''))[:120]}" if rec else "nothing recorded")]
+
+
 def _names(pem: str) -> list[str]:
     from cryptography import x509
 
