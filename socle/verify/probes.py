@@ -133,7 +133,6 @@ def https(port: int, sni: str, ca: Path, method: str = "GET", path: str = "/", h
     if client:
         ctx.load_cert_chain(client.cert, client.key)
     conn = http.client.HTTPSConnection(LOCAL, port, context=ctx, timeout=20)
-    conn._server_hostname = sni  # type: ignore[attr-defined]  # SNI and certificate name check use the API host
     sock = socket.create_connection((LOCAL, port), timeout=20)
     conn.sock = ctx.wrap_socket(sock, server_hostname=sni)
     conn.putrequest(method, path, skip_host=True)
