@@ -2,7 +2,8 @@
 
 Each daemon gets the files its component renders into the ConfigMaps — the same functions, called with the
 paths and listen addresses of this machine instead of the pod's mount points (parameters of the templates, never
-an edit of the output). Everything lives in one run directory; every daemon is stopped when the run ends.
+an edit of the output). Everything lives in the run directory (Postfix's and PostgreSQL's files in a sibling
+temporary directory when the run's parents are closed to their users); every daemon is stopped when the run ends.
 Nothing listens beyond 127.0.0.1 and nothing is sent beyond it: the relay's next hop is a local sink."""
 from __future__ import annotations
 
