@@ -151,8 +151,15 @@ def audit(
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.html, report.md, report.json, junit.xml, report.sarif here"),
     fmt: str = typer.Option("text", "--format", help="Output on stdout: text or json"),
     as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD", help="Judge waiver expiry as of this date (default: today)"),
+    print_snapshot_command: bool = typer.Option(False, "--print-snapshot-command",
+                                                help="Print the kubectl command that exports what the audit reads, and exit"),
 ) -> None:
     """Audit a render, a snapshot or a live cluster against the requirements: exit 0 pass, 1 fail, 2 input error."""
+    if print_snapshot_command:
+        from .audit.sources import snapshot_command
+
+        out.print(snapshot_command(), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(0)
     import datetime as dt
 
     from .audit import reports, runner, sources

@@ -332,3 +332,15 @@ def test_infra_suite_reports_unreadable_evidence_as_a_failure_without_traceback(
                           "--evidence", "live", "--kubeconfig", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 1
     assert "the evidence could not be read: kubeconfig" in run.stdout and "Traceback" not in run.stdout
+
+
+def test_snapshot_command_exports_every_kind_the_live_audit_reads(chdir_root):
+    from socle.constants import AUDITED_RESOURCES
+
+    res = cli.invoke(app, ["audit", "--print-snapshot-command"])
+    assert res.exit_code == 0
+    command = res.output.strip()
+    assert command.startswith("kubectl get ") and command.endswith("--all-namespaces -o yaml > cluster.yaml")
+    kinds = command.split()[2].split(",")
+    assert kinds == [p if not g else f"{p}.{g}" for g, _, p, _, _ in AUDITED_RESOURCES]
+    assert "secrets" not in kinds

@@ -19,6 +19,12 @@ from .model import ObjRef
 from .runner import AuditInputError
 
 
+def snapshot_command(output: str = "cluster.yaml") -> str:
+    """The kubectl command that exports every kind the audit reads (what `--snapshot` expects)."""
+    kinds = ",".join(plural if not group else f"{plural}.{group}" for group, _v, plural, _k, _n in AUDITED_RESOURCES)
+    return f"kubectl get {kinds} --all-namespaces -o yaml > {output}"
+
+
 def from_render(stack) -> Evidence:
     from socle.render import object_path, run_program
 
