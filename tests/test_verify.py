@@ -28,7 +28,7 @@ EXPECTED = {
 
 
 def require_daemons() -> None:
-    for program in ("nginx", "postfix", "postconf", "rsyslogd", "initdb", "postgres", "psql", "openssl"):
+    for program in harness.PROGRAMS:
         if harness.which(program) is None:
             require_tool(program)  # fails in CI, skips elsewhere, with the program's name
     for name, path in (("sslyze", probes.sslyze_path()), ("checkov", checkov_path())):

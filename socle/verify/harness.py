@@ -80,6 +80,25 @@ def wait_port(port: int, what: str, proc: subprocess.Popen | None = None, log: P
     raise HarnessError(f"{what} did not listen on {LOCAL}:{port}: {detail.strip()}")
 
 
+def terminate(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """Stop a daemon started in the foreground, if it still runs."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+
+
+def start_rsyslogd(conf: Path, directory: Path, what: str) -> tuple[subprocess.Popen, Path]:
+    """Check a rendered rsyslog.conf with rsyslogd itself, then run it in the foreground; returns (process, log)."""
+    rsyslogd = require("rsyslogd")
+    run([rsyslogd, "-N1", "-f", str(conf)], f"rsyslogd refused the rendered {what}")
+    log = directory / "rsyslogd.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(directory / "rsyslogd.pid")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
 def run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if result.returncode != 0:
@@ -232,9 +251,7 @@ class Gateway:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        terminate(self.proc)
         for d in ("auth", "backend"):
             if hasattr(self, d):
                 getattr(self, d).stop()
@@ -410,10 +427,7 @@ class Postgres:
                 "POSTGRES_DB": "postgres" if superuser else self.database}
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(15)
+        terminate(self.proc, 15)
         if not self.dir.is_relative_to(self.root):
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -446,23 +460,16 @@ class AuditLog:
         return seal_script(self.args.kit_version, self.args.retention_days, str(self.data))
 
     def start(self) -> "AuditLog":
-        rsyslogd = require("rsyslogd")
         for d in (self.dir / "spool", self.data):
             d.mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self.render(), encoding="utf-8")
         (self.dir / "seal.sh").write_text(self.seal(), encoding="utf-8")
-        run([rsyslogd, "-N1", "-f", str(self.conf)], "rsyslogd refused the rendered rsyslog.conf")
-        log = self.dir / "rsyslogd.log"
-        self.proc = subprocess.Popen([rsyslogd, "-n", "-f", str(self.conf), "-i", str(self.dir / "rsyslogd.pid")],
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.proc, log = start_rsyslogd(self.conf, self.dir, "rsyslog.conf")
         wait_port(self.port, "rsyslogd", self.proc, log)
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 @dataclass
@@ -490,14 +497,10 @@ class Forwarder:
                                 udp_port=self.udp_port, connect_address=LOCAL)
 
     def start(self) -> "Forwarder":
-        rsyslogd = require("rsyslogd")
         (self.dir / "spool").mkdir(parents=True, exist_ok=True)
         self.conf.write_text(self.render(), encoding="utf-8")
-        run([rsyslogd, "-N1", "-f", str(self.conf)], "rsyslogd refused the rendered forwarder rsyslog.conf")
+        self.proc, log = start_rsyslogd(self.conf, self.dir, "forwarder rsyslog.conf")
         pid = self.dir / "rsyslogd.pid"
-        log = self.dir / "rsyslogd.log"
-        self.proc = subprocess.Popen([rsyslogd, "-n", "-f", str(self.conf), "-i", str(pid)], stdout=log.open("w"),
-                                     stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not pid.exists() and self.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -506,10 +509,7 @@ class Forwarder:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
+        terminate(self.proc)
 
 
 @contextlib.contextmanager
