@@ -8,9 +8,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
-from socle.constants import AUDITED_RESOURCES, AUDITOR_EXEC_ROLE, AUDITOR_ROLE
+from socle.constants import (
+    ANN_REQUIREMENTS,
+    AUDITED_RESOURCES,
+    AUDITOR_EXEC_ROLE,
+    AUDITOR_ROLE,
+    KIT,
+    LABEL_BLOCK,
+    PART_OF,
+)
 
-from .common import ANN_REQUIREMENTS, KIT, PART_OF, child
+from .common import child
 
 
 READ_VERBS = ("get", "list", "watch")
@@ -33,7 +41,7 @@ def read_rules() -> list[dict]:
 class AuditorAccess(pulumi.ComponentResource):
     def __init__(self, name: str, args: AuditorAccessArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("socle:foundation:AuditorAccess", name, None, opts)
-        lbl = {PART_OF: KIT, "socle.esante.fr/block": "foundation"}
+        lbl = {PART_OF: KIT, LABEL_BLOCK: "foundation"}
         subjects = [{"kind": "Group", "name": args.group, "apiGroup": "rbac.authorization.k8s.io"}]
         role = k8s.rbac.v1.ClusterRole(
             f"{name}-read",

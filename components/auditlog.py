@@ -7,11 +7,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import RETENTION_FLOOR_DAYS, TLS12_AEAD_SUITES, TLS13_SUITES
+from socle.constants import ANN_REQUIREMENTS, LABEL_DATA, RETENTION_FLOOR_DAYS, TLS12_AEAD_SUITES, TLS13_SUITES
 
 from .common import (
-    ANN_REQUIREMENTS,
-    LABEL_DATA,
     child,
     claim_template,
     config_volume,
@@ -19,14 +17,14 @@ from .common import (
     empty_dir,
     hashed_config_map,
     labels,
-    service,
-    stateful_set_spec,
     pod_identity,
     region_affinity,
     render_template,
     resources_spec,
     secret_volume,
     selector,
+    service,
+    stateful_set_spec,
 )
 
 SYSLOG_TLS_PORT = 6514

@@ -14,25 +14,12 @@ import jinja2
 import pulumi
 import pulumi_kubernetes as k8s
 
-KIT = "socle"
-LABEL_PREFIX = "socle.esante.fr"
-PART_OF = "app.kubernetes.io/part-of"
+from socle.constants import KIT, LABEL_BLOCK, PART_OF
+
 COMPONENT = "app.kubernetes.io/component"
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-
-# Annotations and labels read by the audit controls (socle/controls): keep them stable.
-ANN_REQUIREMENTS = f"{LABEL_PREFIX}/requirements"
-ANN_PSS_EXCEPTION = f"{LABEL_PREFIX}/pod-security-exception"
-LABEL_BLOCK = f"{LABEL_PREFIX}/block"
-LABEL_DATA = f"{LABEL_PREFIX}/health-data"
-# Stamped on every namespace of the kit so an audit of a snapshot or a live cluster knows what it looks at.
-LABEL_PROFILE = f"{LABEL_PREFIX}/profile"
-ANN_BLUEPRINT = f"{LABEL_PREFIX}/blueprint"
-ANN_KIT_VERSION = f"{LABEL_PREFIX}/kit-version"
-ANN_ALLOWED_REGISTRIES = f"{LABEL_PREFIX}/allowed-registries"
-ANN_REGION_COUNTRIES = f"{LABEL_PREFIX}/region-countries"
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("components", "templates"),

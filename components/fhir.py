@@ -8,12 +8,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import ANNUAIRE_SANTE_FHIR, FHIR_VERSION, TLS12_AEAD_SUITES
+from socle.constants import ANNUAIRE_SANTE_FHIR, ANN_REQUIREMENTS, FHIR_VERSION, LABEL_DATA, TLS12_AEAD_SUITES
 
 from .common import (
-    ANN_REQUIREMENTS,
     FORWARDER_UDP_PORT,
-    LABEL_DATA,
     AuditTarget,
     child,
     claim_template,
@@ -23,8 +21,6 @@ from .common import (
     hashed_config_map,
     labels,
     log_forwarder,
-    service,
-    stateful_set_spec,
     pdb,
     pod_identity,
     region_affinity,
@@ -33,6 +29,8 @@ from .common import (
     secret_env,
     secret_volume,
     selector,
+    service,
+    stateful_set_spec,
     zone_spread,
 )
 

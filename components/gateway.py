@@ -9,10 +9,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
+from socle.constants import ANN_REQUIREMENTS, ANN_ROUTES, PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
 
 from .common import (
-    ANN_REQUIREMENTS,
     FORWARDER_UDP_PORT,
     AuditTarget,
     child,
@@ -170,7 +169,7 @@ class Gateway(pulumi.ComponentResource):
         gw_labels = labels("gateway", "gateway", ns)
         gw_sel = selector("gateway", ns)
         conf_name = hashed_config_map(self, ns, "gateway-nginx", gw_labels, conf, {
-            "socle.esante.fr/routes": route_index(args.routes),
+            ANN_ROUTES: route_index(args.routes),
             ANN_REQUIREMENTS: "TLS-01 TLS-02 TLS-03 API-01 GW-01 GW-03 GW-04 GW-05 GW-06"})
         sidecar, sidecar_volumes = log_forwarder(self, ns, "gateway", gw_labels, args.kit_version, args.syslog_image, args.audit)
         nginx = {

@@ -7,11 +7,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import MSS_TLS12_SUITES
+from socle.constants import ANN_MAILBOX_PURGE_DAYS, ANN_PSS_EXCEPTION, ANN_REQUIREMENTS, MSS_TLS12_SUITES
 
 from .common import (
-    ANN_PSS_EXCEPTION,
-    ANN_REQUIREMENTS,
     AuditTarget,
     child,
     claim_template,
@@ -21,8 +19,6 @@ from .common import (
     hashed_config_map,
     labels,
     log_forwarder,
-    service,
-    stateful_set_spec,
     pdb,
     pod_identity,
     region_affinity,
@@ -30,6 +26,8 @@ from .common import (
     resources_spec,
     secret_volume,
     selector,
+    service,
+    stateful_set_spec,
 )
 
 SMTP_PORT = 2525
@@ -219,7 +217,7 @@ class Relay(pulumi.ComponentResource):
             f"{ns}-postfix",
             metadata={"name": "postfix", "namespace": ns, "labels": lbl,
                       "annotations": {ANN_PSS_EXCEPTION: PSS_EXCEPTION,
-                                      "socle.esante.fr/mailbox-purge-days": str(args.mailbox_purge_days)}},
+                                      ANN_MAILBOX_PURGE_DAYS: str(args.mailbox_purge_days)}},
             spec=stateful_set_spec("postfix", args.replicas, sel, lbl, pod_spec,
                                    [claim_template("queue", args.storage_class, args.queue_size)],
                                    pod_annotations={ANN_PSS_EXCEPTION: PSS_EXCEPTION}, parallel=True),

@@ -8,7 +8,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
-from .common import ANN_REGION_COUNTRIES, ANN_REQUIREMENTS, KIT, PART_OF, KubernetesObject, child
+from socle.constants import (
+    ANN_REGION_COUNTRIES,
+    ANN_REQUIREMENTS,
+    KIT,
+    LABEL_BLOCK,
+    LABEL_ENCRYPTED,
+    LABEL_REGION_COUNTRY,
+    PART_OF,
+)
+
+from .common import KubernetesObject, child
 
 HEALTH_DATA_CLASS = "socle-health-data"
 
@@ -90,14 +100,14 @@ class HdsStorage(pulumi.ComponentResource):
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("socle:hds:HdsStorage", name, None, opts)
         prof = args.profile
-        lbl = {PART_OF: KIT, "socle.esante.fr/block": "storage"}
+        lbl = {PART_OF: KIT, LABEL_BLOCK: "storage"}
         # HDS-04: encrypted at rest, kept on delete. Name, provisioner, parameters and reclaimPolicy are
         # immutable: the class is protected in production.
         self.storage_class = k8s.storage.v1.StorageClass(
             f"{name}-health-data",
             metadata={
                 "name": HEALTH_DATA_CLASS,
-                "labels": {**lbl, "socle.esante.fr/encrypted": "true" if prof.encrypted else "false",
+                "labels": {**lbl, LABEL_ENCRYPTED: "true" if prof.encrypted else "false",
                            "socle.esante.fr/storage-profile": prof.name},
                 "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-04",
                                 ANN_REGION_COUNTRIES: json.dumps(dict(sorted(args.region_countries.items())), separators=(",", ":"))},
@@ -125,7 +135,7 @@ class HdsStorage(pulumi.ComponentResource):
                 api_version="velero.io/v1",
                 kind="BackupStorageLocation",
                 metadata={"name": "socle-second-region", "namespace": b.namespace,
-                          "labels": {**lbl, "socle.esante.fr/region-country": b.region_country},
+                          "labels": {**lbl, LABEL_REGION_COUNTRY: b.region_country},
                           "annotations": {ANN_REQUIREMENTS: "BCK-01 HDS-01"}},
                 spec={
                     "provider": b.provider,

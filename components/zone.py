@@ -7,7 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import (
+from socle.constants import (
     ANN_ALLOWED_REGISTRIES,
     ANN_BLUEPRINT,
     ANN_KIT_VERSION,
@@ -16,10 +16,9 @@ from .common import (
     LABEL_BLOCK,
     LABEL_PROFILE,
     PART_OF,
-    Flow,
-    child,
-    ns_selector,
 )
+
+from .common import Flow, child, ns_selector
 
 
 class ZoneArgs(BaseModel):

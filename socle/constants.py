@@ -79,3 +79,21 @@ AUDITED_RESOURCES = (
 )
 AUDITOR_ROLE = "socle-auditor"  # K8S-10: read-only ClusterRole of the auditors
 AUDITOR_EXEC_ROLE = "socle-auditor-exec"  # optional Role: exec into the kit's pods for live host checks
+
+# Labels and annotations the components write and the audit reads: the contract between them, in one place.
+KIT = "socle"
+PART_OF = "app.kubernetes.io/part-of"
+LABEL_PREFIX = "socle.esante.fr"
+LABEL_BLOCK = f"{LABEL_PREFIX}/block"
+LABEL_DATA = f"{LABEL_PREFIX}/health-data"
+LABEL_PROFILE = f"{LABEL_PREFIX}/profile"  # stamped on every namespace: what an audit of a snapshot judges
+LABEL_ENCRYPTED = f"{LABEL_PREFIX}/encrypted"
+LABEL_REGION_COUNTRY = f"{LABEL_PREFIX}/region-country"
+ANN_REQUIREMENTS = f"{LABEL_PREFIX}/requirements"
+ANN_PSS_EXCEPTION = f"{LABEL_PREFIX}/pod-security-exception"
+ANN_BLUEPRINT = f"{LABEL_PREFIX}/blueprint"
+ANN_KIT_VERSION = f"{LABEL_PREFIX}/kit-version"
+ANN_ALLOWED_REGISTRIES = f"{LABEL_PREFIX}/allowed-registries"
+ANN_REGION_COUNTRIES = f"{LABEL_PREFIX}/region-countries"
+ANN_ROUTES = f"{LABEL_PREFIX}/routes"
+ANN_MAILBOX_PURGE_DAYS = f"{LABEL_PREFIX}/mailbox-purge-days"

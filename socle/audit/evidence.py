@@ -11,19 +11,7 @@ from typing import Any, Iterable
 
 from .model import ObjRef
 
-PART_OF = "app.kubernetes.io/part-of"
-KIT = "socle"
-PREFIX = "socle.esante.fr"
-LABEL_BLOCK = f"{PREFIX}/block"
-LABEL_PROFILE = f"{PREFIX}/profile"
-LABEL_DATA = f"{PREFIX}/health-data"
-ANN_BLUEPRINT = f"{PREFIX}/blueprint"
-ANN_KIT_VERSION = f"{PREFIX}/kit-version"
-ANN_ALLOWED_REGISTRIES = f"{PREFIX}/allowed-registries"
-ANN_REGION_COUNTRIES = f"{PREFIX}/region-countries"
-ANN_PSS_EXCEPTION = f"{PREFIX}/pod-security-exception"
-ANN_ROUTES = f"{PREFIX}/routes"
-ANN_REQUIREMENTS = f"{PREFIX}/requirements"
+from socle.constants import KIT, LABEL_PROFILE, PART_OF
 
 POD_OWNERS = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"), "DaemonSet": ("spec", "template"),
               "ReplicaSet": ("spec", "template"), "Job": ("spec", "template"),

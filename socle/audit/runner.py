@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .. import __version__ as KIT_VERSION
+from ..constants import ANN_BLUEPRINT
 from .config import AuditConfig
 from .controls import catalogue
-from .evidence import ANN_BLUEPRINT, Evidence
+from .evidence import Evidence
 from .model import Context, Control, ControlResult, Finding
 
 

@@ -6,10 +6,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from socle.constants import RETENTION_FLOOR_DAYS
+from socle.constants import ANN_ROUTES, RETENTION_FLOOR_DAYS
 
 from .. import configs
-from ..evidence import ANN_ROUTES, ConfigFile, Evidence, Workload, annotations, meta
+from ..evidence import ConfigFile, Evidence, Workload, annotations, meta
 from ..model import Finding, failed, judge
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Iterator
 from urllib.parse import urlparse
 
-from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUCTION, INS_SYSTEMS
+from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUCTION, INS_SYSTEMS, LABEL_BLOCK
 
-from ..evidence import LABEL_BLOCK, Evidence, labels
+from ..evidence import Evidence, labels
 from ..model import Context, Control, Finding, judge, not_applicable
 from . import registrar
 from ._common import Parsed, each, hapi_files

@@ -5,17 +5,15 @@ import json
 import re
 from typing import Iterator
 
-from socle.constants import EEA_COUNTRIES
+from socle.constants import ANN_REGION_COUNTRIES, EEA_COUNTRIES, LABEL_DATA, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY
 
-from ..evidence import ANN_REGION_COUNTRIES, LABEL_DATA, Evidence, Workload, annotations, dig, labels, meta
+from ..evidence import Evidence, Workload, annotations, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, failed, judge
 from . import registrar
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "HDS")
 HDS = ("hds",)
-LABEL_COUNTRY = "socle.esante.fr/region-country"
-LABEL_ENCRYPTED = "socle.esante.fr/encrypted"
 # Drivers whose encryption parameter the audit knows (from the drivers' documentation).
 ENCRYPTION_PARAMETER = {"csi.scaleway.com": "encrypted", "rbd.csi.ceph.com": "encrypted"}
 
@@ -84,10 +82,10 @@ def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems += _region_problems(regions, countries, "node")
         yield judge(w.obj, problems, f"scheduled only in {', '.join(regions)} ({key})")
     for bsl in ev.scoped("BackupStorageLocation"):
-        country = labels(bsl).get(LABEL_COUNTRY)
+        country = labels(bsl).get(LABEL_REGION_COUNTRY)
         region = dig(bsl, "spec", "config", "region", default="?")
         if not country:
-            yield failed(bsl, f"backup region {region} has no declared country ({LABEL_COUNTRY})")
+            yield failed(bsl, f"backup region {region} has no declared country ({LABEL_REGION_COUNTRY})")
         else:
             yield judge(bsl, [f"backup region {region} is in {country}, outside the EEA"] if country not in EEA_COUNTRIES else [],
                         f"backups in {region} ({country})")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from socle.constants import AUDITOR_EXEC_ROLE, AUDITOR_ROLE
+from socle.constants import ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, LABEL_BLOCK
 
-from ..evidence import ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, LABEL_BLOCK, Evidence, annotations, dig, labels, meta
+from ..evidence import Evidence, annotations, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, failed, judge, not_applicable, passed
 from . import registrar
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from socle.constants import MSS_TLS12_SUITES
+from socle.constants import ANN_MAILBOX_PURGE_DAYS, MSS_TLS12_SUITES
 
 from .. import configs
 from ..evidence import Evidence, annotations, meta
@@ -23,7 +23,6 @@ from ._common import (
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "MSS")
 MSS = ("mssante",)
-ANN_PURGE = "socle.esante.fr/mailbox-purge-days"
 
 
 def _master(p: Parsed) -> list[configs.MasterService]:
@@ -160,9 +159,9 @@ def mss_07(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 def mss_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def relay(p: Parsed) -> Iterator[Finding]:
         for w, _c, _ in ev.mounts_of(p.file.obj):
-            raw = annotations(w.obj).get(ANN_PURGE)
+            raw = annotations(w.obj).get(ANN_MAILBOX_PURGE_DAYS)
             if raw is None or not raw.isdigit():
-                yield failed(w.obj, f"no {ANN_PURGE} annotation declaring the purge period")
+                yield failed(w.obj, f"no {ANN_MAILBOX_PURGE_DAYS} annotation declaring the purge period")
             else:
                 yield judge(w.obj, [f"purge after {raw} days, more than 365"] if int(raw) > 365 else [],
                             f"unused mailboxes purged after {raw} days")

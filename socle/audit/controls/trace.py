@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from ..evidence import LABEL_BLOCK, Evidence, dig, labels, meta
+from socle.constants import LABEL_BLOCK
+
+from ..evidence import Evidence, dig, labels, meta
 from ..model import Context, Control, Finding, failed, judge
 from . import registrar
 from ._common import Parsed, aggregator_files, each, forwarder_files, hapi_files, nginx_files, retention
