@@ -22,8 +22,13 @@ class EvidenceError(Exception):
     """The evidence could not be read: reported as one failing test with the reason, never a traceback."""
 
 
-def evidence_error_param(exc: EvidenceError):
-    return pytest.param(exc, id="evidence")
+def audit_or_error(metafunc: pytest.Metafunc, argname: str):
+    """The audit, or None after parametrizing `argname` with the evidence error (one failing test, no traceback)."""
+    try:
+        return audit_for(metafunc.config)
+    except EvidenceError as exc:
+        metafunc.parametrize(argname, [pytest.param(exc, id="evidence")])
+        return None
 
 
 @dataclass(frozen=True)

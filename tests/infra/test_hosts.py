@@ -12,7 +12,7 @@ import testinfra
 
 from socle import hostchecks
 from socle.audit.evidence import Evidence, dig, meta
-from tests.infra.conftest import EvidenceError, audit_for, evidence_error_param
+from tests.infra.conftest import EvidenceError, audit_for, audit_or_error
 
 
 @dataclass
@@ -65,11 +65,10 @@ def targets(ev: Evidence) -> list[Target]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "target" not in metafunc.fixturenames:
         return
-    try:
-        audit, ev, mode = audit_for(metafunc.config)
-    except EvidenceError as exc:
-        metafunc.parametrize("target", [evidence_error_param(exc)])
+    found_audit = audit_or_error(metafunc, "target")
+    if found_audit is None:
         return
+    audit, ev, mode = found_audit
     if not mode["live"]:
         metafunc.parametrize("target", [pytest.param(None, id="needs-live-evidence")])
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from socle.audit.model import ControlResult, Finding
-from tests.infra.conftest import EvidenceError, audit_for, evidence_error_param
+from tests.infra.conftest import EvidenceError, audit_or_error
 
 
 def _id(result: ControlResult, finding: Finding | None) -> str:
@@ -14,11 +14,10 @@ def _id(result: ControlResult, finding: Finding | None) -> str:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "verdict" not in metafunc.fixturenames:
         return
-    try:
-        audit, _, _ = audit_for(metafunc.config)
-    except EvidenceError as exc:
-        metafunc.parametrize("verdict", [evidence_error_param(exc)])
+    found_audit = audit_or_error(metafunc, "verdict")
+    if found_audit is None:
         return
+    audit, _, _ = found_audit
     params = []
     for r in audit.results:
         mark = getattr(pytest.mark, r.control.family)
