@@ -108,6 +108,7 @@ class Evidence:
         self._kit_namespaces = {meta(o)["name"]: o for o in self.objects
                                 if o["kind"] == "Namespace" and labels(o).get(PART_OF) == KIT}
         self._workloads: list[Workload] | None = None
+        self.parsed_files: dict[tuple, list] = {}  # (file name, filter, parser) -> parse results, shared by controls
 
     # --- scope -------------------------------------------------------------------------------------------
     @property

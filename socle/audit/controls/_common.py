@@ -20,12 +20,18 @@ class Parsed:
 
 
 def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Iterator[Parsed | Finding]:
-    """Each ConfigMap file named `key`, parsed; a file that does not parse is a failure of the calling control."""
-    for f in ev.config_files(key, contains):
-        try:
-            yield Parsed(f, parser(f.text))
-        except configs.ConfigError as exc:
-            yield failed(f.obj, f"{key} does not parse: {exc}", key)
+    """Each ConfigMap file named `key`, parsed once per audit; a file that does not parse is a failure of every
+    control that reads it."""
+    cache_key = (key, contains, parser)
+    if cache_key not in ev.parsed_files:
+        results: list[Parsed | Finding] = []
+        for f in ev.config_files(key, contains):
+            try:
+                results.append(Parsed(f, parser(f.text)))
+            except configs.ConfigError as exc:
+                results.append(failed(f.obj, f"{key} does not parse: {exc}", key))
+        ev.parsed_files[cache_key] = results
+    return iter(ev.parsed_files[cache_key])
 
 
 Judge = Callable[["Parsed"], "Finding | Iterable[Finding]"]
@@ -56,19 +62,20 @@ def oauth2_files(ev: Evidence) -> Iterator[Parsed | Finding]:
     return parsed(ev, "oauth2-proxy.cfg", configs.toml)
 
 
-def hapi_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+def _yaml_mapping(text: str) -> dict:
     import yaml
 
-    def load(text: str) -> dict:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise configs.ConfigError(str(exc)) from None
-        if not isinstance(doc, dict):
-            raise configs.ConfigError("not a mapping")
-        return doc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise configs.ConfigError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise configs.ConfigError("not a mapping")
+    return doc
 
-    return (p for p in parsed(ev, "application.yaml", load) if not isinstance(p, Parsed) or "hapi" in p.data)
+
+def hapi_files(ev: Evidence) -> Iterator[Parsed | Finding]:
+    return (p for p in parsed(ev, "application.yaml", _yaml_mapping) if not isinstance(p, Parsed) or "hapi" in p.data)
 
 
 def aggregator_files(ev: Evidence) -> Iterator[Parsed | Finding]:
