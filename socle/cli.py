@@ -115,6 +115,8 @@ def new(
 @app.command("list")
 def list_() -> None:
     """List the blueprints (with versions) and the stacks."""
+    from rich.markup import escape
+
     from blueprints import registry
 
     table = Table(title="Blueprints")
@@ -132,10 +134,13 @@ def list_() -> None:
         name = path.name[len("Pulumi."):-len(".yaml")]
         try:
             st = load(str(path))
-            status = f"valid ({st.blueprint.name}, {getattr(st.params, 'profile', '?')})"
+            status = escape(f"valid ({st.blueprint.name}, {getattr(st.params, 'profile', '?')})")
         except StackError as exc:
             status = f"[red]{len(exc.problems)} problem(s)[/red]"
-        stacks.add_row(name, display(path), status)
+        except Exception as exc:  # noqa: BLE001 -- one bad file never stops the listing
+            sentence = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            status = f"[red]unreadable: {escape(sentence)}[/red]"
+        stacks.add_row(escape(name), escape(display(path)), status)
     out.print(stacks)
 
 

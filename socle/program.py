@@ -8,12 +8,28 @@ import json
 
 import pulumi
 
-from .stackfile import CONFIG_NS, validate_config
+from .stackfile import CONFIG_NS, StackError, project_root, validate_config
+
+
+def check_stack_file(stack_file: str) -> None:
+    """The engine parsed the stack file itself: run socle's YAML checks on it too (duplicate keys, key types,
+    tags, aliases, size), every problem on its own line. Under mocks (`socle render`) the name is the stack's
+    name: a stack given by path was checked by `socle.stackfile.load`, and stacks/ may hold no such file."""
+    from .safeyaml import load_stack_file
+
+    path = project_root() / stack_file
+    if not path.is_file():
+        return
+    try:
+        load_stack_file(path, stack_file)
+    except StackError as exc:
+        raise pulumi.RunError("invalid stack file:\n" + "\n".join(str(p) for p in exc.problems)) from None
 
 
 def run() -> None:
     cfg = pulumi.Config(CONFIG_NS)
     stack_file = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
+    check_stack_file(stack_file)
     raw: dict[str, object] = {}
     for key in ("blueprint", "blueprintVersion"):
         value = cfg.get(key)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from blueprints import Blueprint, registry
@@ -178,14 +177,10 @@ def load(stack: str) -> Stack:
     shown = display(path)
     if not path.is_file():
         raise StackError([Problem(shown, "-", f"no such stack file (stack '{name}': expected {display(path)})")])
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "-"
-        raise StackError([Problem(shown, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
-    except UnicodeDecodeError:
-        raise StackError([Problem(shown, "-", "not UTF-8 text")]) from None
+    # Duplicate keys, key types, tags, aliases, size: every problem at once.
+    from .safeyaml import load_stack_file
+
+    doc = load_stack_file(path, shown)  # raises StackError, never a YAML or decoding traceback
     if not isinstance(doc, dict):
         raise StackError([Problem(shown, "-", "a stack file is a mapping with a `config:` key")])
     problems = [Problem(shown, str(k), "unknown top-level key") for k in sorted(doc, key=str) if k not in TOP_LEVEL_KEYS]
