@@ -62,18 +62,25 @@ def validate(stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<n
 def render(
     stack: str = typer.Argument("demo", help="Stack name or path to a stack file (default: the demo stack)"),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory to write the manifests to (default: out/STACK)"),
+    force: bool = typer.Option(False, "--force", help="Replace files in the output directory that no earlier render wrote"),
 ) -> None:
     """Render a stack offline (the Pulumi program under the SDK's mocks) to one file per Kubernetes object."""
-    from .render import RenderError, render_files, run_program, write
+    from .output import OutputError, check_tree, legacy_render_files
+    from .render import MARKER, RenderError, render_files, run_program, write
 
     st = _load(stack)
     if out_dir is None:
         out_dir = Path("out") / st.name
+    try:  # refuse an unusable --out before running the program; write() checks again under its lock
+        check_tree(out_dir, marker=MARKER, force=force, legacy=legacy_render_files)
+    except OutputError as exc:
+        err.print(f"render failed: {exc}", style="bold red", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     with err.status(f"Running the {st.blueprint.name} program for stack {st.name} under mocks…"):
         try:
             rendered = run_program(st)
             files = render_files(st, rendered)
-            write(out_dir, files)
+            result = write(out_dir, files, force=force)
         except RenderError as exc:
             err.print(f"render failed: {exc}", style="bold red", markup=False)
             raise typer.Exit(EXIT_INVALID)
@@ -82,6 +89,10 @@ def render(
         f"({len(rendered.secrets)} Secrets left out, see {out_dir}/secrets-required.yaml); "
         f"check with: kubectl kustomize {out_dir}"
     )
+    if result.removed:
+        out.print(f"--force: removed {len(result.removed)} entries no earlier render wrote:", markup=False, highlight=False)
+        for name in result.removed:
+            out.print(f"  removed {out_dir}/{name}", markup=False, highlight=False)
 
 
 @app.command()
@@ -168,6 +179,7 @@ def audit(
     import datetime as dt
 
     from .audit import reports, runner, sources
+    from .output import OutputError, check_files
     from .render import RenderError
 
     chosen = [x for x in (render_stack is not None, snapshot is not None, live) if x]
@@ -186,6 +198,11 @@ def audit(
         today = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
     except ValueError:
         problems.append(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})")
+    if report_dir is not None:
+        try:  # before the audit runs; written later with the same checks
+            check_files(report_dir, reports.REPORT_FILES)
+        except OutputError as exc:
+            problems.append(str(exc))
     if problems:
         for p in problems:
             err.print(f"socle audit: {p}", markup=False)
@@ -213,7 +230,11 @@ def audit(
     except (runner.AuditInputError, RenderError) as exc:
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    written = reports.write_reports(result, ev, report_dir) if report_dir else []
+    try:
+        written = reports.write_reports(result, ev, report_dir) if report_dir else []
+    except OutputError as exc:
+        err.print(f"socle audit: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     if fmt == "json":
         sys.stdout.write(reports.to_json(result, ev))
     else:
@@ -277,10 +298,18 @@ def verify(
     """Run the stack's rendered configs in the real daemons on 127.0.0.1, probe them, scan the manifests."""
     import tempfile
 
+    from .output import OutputError, check_files, write_files
     from .verify import harness, missing_programs
     from .verify import verify as run_verify
 
     st = _load(stack)
+    out_dir = out_dir or Path("out") / f"verify-{st.name}"
+    report_files = ("verify.md", "verify.json")
+    try:  # before the daemons run; written later with the same checks
+        check_files(out_dir, report_files)
+    except OutputError as exc:
+        err.print(f"socle verify: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     missing = missing_programs()
     if no_scan:
         missing = [m for m in missing if not m.startswith("checkov")]
@@ -288,16 +317,17 @@ def verify(
         for sentence in missing:
             err.print(f"socle verify: {sentence}", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    out_dir = out_dir or Path("out") / f"verify-{st.name}"
     with tempfile.TemporaryDirectory(prefix=f"socle-verify-{st.name}-") as tmp, err.status("starting…") as status:
         try:
             report = run_verify(st, Path(tmp), scan=not no_scan, progress=lambda msg: status.update(msg))
         except (harness.HarnessError, RuntimeError) as exc:
             err.print(f"socle verify: {exc}", markup=False)
             raise typer.Exit(1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "verify.md").write_text(report.to_markdown(), encoding="utf-8")
-    (out_dir / "verify.json").write_text(report.to_json(), encoding="utf-8")
+    try:
+        write_files(out_dir, dict(zip(report_files, (report.to_markdown(), report.to_json()))))
+    except OutputError as exc:
+        err.print(f"socle verify: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     for p in report.probes:
         style = "green" if p.ok else "bold red"
         out.print(f"[{style}]{'ok  ' if p.ok else 'FAIL'}[/] {p.requirement:9} {p.name}: {p.detail}", highlight=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import secrets as _secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -241,21 +240,14 @@ def render_files(stack: Stack, rendered: Rendered) -> dict[str, str]:
     return files
 
 
-def write(out: Path, files: dict[str, str]) -> None:
-    """Write atomically enough: refuse a non-empty directory that is not an earlier render; replace an earlier render."""
-    if out.exists():
-        if not out.is_dir():
-            raise RenderError(f"{out} exists and is not a directory")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise RenderError(f"{out} is not empty and holds no earlier socle render; choose an empty directory")
-    tmp = out.with_name(f".{out.name}.tmp-socle")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for rel, content in files.items():
-        target = tmp / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+def write(out: Path, files: dict[str, str], force: bool = False):
+    """Replace `out` atomically by the render `files` (see socle/output.py): refuse a non-empty directory that is
+    not an earlier render, and files an earlier render did not write unless `force`. Returns the WriteResult."""
+    from .output import OutputError, legacy_render_files, write_tree
+
+    body = {rel: text for rel, text in files.items() if rel != MARKER}
+    try:
+        return write_tree(out, body, marker=MARKER, marker_text=files.get(MARKER, "socle render\n"), force=force,
+                          legacy=legacy_render_files)
+    except OutputError as exc:
+        raise RenderError(str(exc)) from None

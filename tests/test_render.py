@@ -102,7 +102,10 @@ def test_render_refuses_to_overwrite_a_foreign_directory(tmp_path):
     previous = tmp_path / "previous"
     write(previous, files)
     (previous / "stale.yaml").write_text("old")
-    write(previous, files)
+    with pytest.raises(RenderError, match="stale.yaml"):  # a file no render wrote is never deleted silently
+        write(previous, files)
+    assert (previous / "stale.yaml").read_text() == "old"
+    write(previous, files, force=True)
     assert not (previous / "stale.yaml").exists() and (previous / MARKER).exists()
 
 

@@ -221,12 +221,10 @@ def to_sarif(audit: Audit, ev: Evidence | None = None) -> str:
 
 
 def write_reports(audit: Audit, ev: Evidence | None, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    """Write the five reports into `out`, each replaced atomically; other files in `out` are left alone.
+    Raises socle.output.OutputError (one sentence) for a symlink, a protected directory, a read-only or full disk."""
+    from ..output import write_files
+
     writers = {"report.html": to_html, "report.md": to_markdown, "report.json": to_json, "junit.xml": to_junit,
                "report.sarif": to_sarif}
-    paths = []
-    for name in REPORT_FILES:
-        path = out / name
-        path.write_text(writers[name](audit, ev), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return write_files(out, {name: writers[name](audit, ev) for name in REPORT_FILES})
