@@ -18,6 +18,7 @@ class Blueprint:
     refusals: Callable[[Any], list[tuple[str, str]]]
     stack_template: str  # jinja2 template (package resource) used by `socle new`
     component_args: Callable[[Any], dict[str, BaseModel]]  # validated args of the configured components, by block
+    config_files: Callable[[Any], dict[str, str]]  # every configuration file the pods read, checked for its grammar
 
     @property
     def major(self) -> str:

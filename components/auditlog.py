@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANN_REQUIREMENTS, LABEL_DATA, RETENTION_FLOOR_DAYS, TLS12_AEAD_SUITES, TLS13_SUITES
 
+from .grammar import Quoted, rainer_lines, render_checked
 from .common import (
     child,
     claim_template,
@@ -19,7 +20,6 @@ from .common import (
     labels,
     pod_identity,
     region_affinity,
-    render_template,
     resources_spec,
     secret_volume,
     selector,
@@ -50,20 +50,29 @@ class AuditLogArgs(BaseModel):
 
 def aggregator_conf(kit_version: str, *, listen_address: str = "0.0.0.0", port: int = SYSLOG_TLS_PORT,
                     paths: dict[str, str] | None = None) -> str:
-    return render_template(
-        "rsyslog-aggregator.conf.j2",
+    p = {"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/server", "server_tls": "/etc/socle/tls/server",
+         "data": DATA_DIR, **(paths or {})}
+    priority: Quoted = rainer_lines("MinProtocol=TLSv1.2", f"CipherString={':'.join(TLS12_AEAD_SUITES)}",
+                                    f"Ciphersuites={':'.join(TLS13_SUITES)}")
+    return render_checked(
+        "rsyslog.conf", "rsyslog-aggregator.conf.j2", "rsyslog",
         kit_version=kit_version,
-        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/server", "server_tls": "/etc/socle/tls/server",
-               "data": DATA_DIR, **(paths or {})},
+        paths=p,
+        files={"ca": f"{p['ca']}/ca.crt", "cert": f"{p['server_tls']}/tls.crt", "key": f"{p['server_tls']}/tls.key",
+               "audit_file": f"{p['data']}/audit-%timegenerated:1:10:date-rfc3339%.jsonl"},
         listen_address=listen_address,
         port=port,
-        tls12_ciphers=":".join(TLS12_AEAD_SUITES),
-        tls13_ciphers=":".join(TLS13_SUITES),
+        tls_priority=priority,
     )
 
 
 def seal_script(kit_version: str, retention_days: int, data_dir: str = DATA_DIR) -> str:
-    return render_template("seal.sh.j2", kit_version=kit_version, retention_days=retention_days, data_dir=data_dir)
+    return render_checked("seal.sh", "seal.sh.j2", "sh", kit_version=kit_version, retention_days=retention_days, data_dir=data_dir)
+
+
+def config_files(args: AuditLogArgs) -> dict[str, str]:
+    """Every configuration file of the audit log's ConfigMaps (the render checks each)."""
+    return {"rsyslog.conf": aggregator_conf(args.kit_version), "seal.sh": seal_script(args.kit_version, args.retention_days)}
 
 
 class AuditLog(pulumi.ComponentResource):

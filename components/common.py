@@ -10,31 +10,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-import jinja2
 import pulumi
 import pulumi_kubernetes as k8s
 
 from socle.constants import KIT, LABEL_BLOCK, PART_OF
 
+from .grammar import render_checked
+
 COMPONENT = "app.kubernetes.io/component"
 NAME = "app.kubernetes.io/name"
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("components", "templates"),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,
-)
-
-
-def render_template(name: str, **context: Any) -> str:
-    """Render a config-file template shipped in components/templates (StrictUndefined: a missing key fails)."""
-    return _env.get_template(name).render(**context)
-
 
 def content_hash(data: Mapping[str, str], length: int = 10) -> str:
     digest = hashlib.sha256(json.dumps(dict(sorted(data.items())), sort_keys=True).encode()).hexdigest()
@@ -216,14 +202,16 @@ def forwarder_config(kit_version: str, source: str, target: AuditTarget, files: 
                      connect_address: str | None = None) -> str:
     """The sidecar's rsyslog.conf. The aggregator's certificate name is checked (x509/name) against `target.host`;
     `connect_address` (default: that name) and the paths are parameters so the local harness runs the same file."""
-    return render_template(
-        "rsyslog-forwarder.conf.j2",
+    p = {"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/audit-client", "client_tls": "/etc/socle/tls/audit-client",
+         **(paths or {})}
+    return render_checked(
+        "rsyslog.conf", "rsyslog-forwarder.conf.j2", "rsyslog",
         kit_version=kit_version,
         source=source,
-        paths={"work": "/var/spool/rsyslog", "ca": "/etc/socle/tls/audit-client", "client_tls": "/etc/socle/tls/audit-client",
-               **(paths or {})},
+        paths=p,
+        files={"ca": f"{p['ca']}/ca.crt", "cert": f"{p['client_tls']}/tls.crt", "key": f"{p['client_tls']}/tls.key"},
         udp_port=udp_port,
-        files=list(files),
+        inputs=[dict(f) for f in files],
         target_host=target.host,
         connect_address=connect_address or target.host,
         target_port=target.port,

@@ -1,6 +1,7 @@
 """FHIR store: HAPI FHIR JPA server (FHIR R4) with PostgreSQL, in-cluster (dev) or external (production)."""
 from __future__ import annotations
 
+import re
 from typing import Literal, Sequence
 
 import pulumi
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANNUAIRE_SANTE_FHIR, ANN_REQUIREMENTS, FHIR_VERSION, LABEL_DATA, TLS12_AEAD_SUITES
 
+from .grammar import GrammarError, render_checked, yaml_document
 from .common import (
     FORWARDER_UDP_PORT,
     AuditTarget,
@@ -18,13 +20,13 @@ from .common import (
     config_volume,
     container_security,
     empty_dir,
+    forwarder_config,
     hashed_config_map,
     labels,
     log_forwarder,
     pdb,
     pod_identity,
     region_affinity,
-    render_template,
     resources_spec,
     secret_env,
     secret_volume,
@@ -79,23 +81,90 @@ class FhirArgs(BaseModel):
     database_service_account: str = "postgres"
 
 
+def jdbc_url(host: str, port: int, database: str, ca_file: str) -> str:
+    """The PostgreSQL JDBC URL: host, port and database confined to their parts, TLS options fixed by the kit.
+    Parsed back: any other host, path or query option than the kit's aborts the render."""
+    from urllib.parse import parse_qsl, quote, urlsplit
+
+    query = {"ssl": "true", "sslmode": "verify-full", "sslrootcert": ca_file}
+    netloc = f"[{host}]" if ":" in host else host
+    url = f"jdbc:postgresql://{netloc}:{port}/{quote(database, safe='')}?" + "&".join(
+        f"{k}={quote(v, safe='/')}" for k, v in query.items())
+    try:
+        parts = urlsplit(url[len("jdbc:"):])
+        same = (parts.hostname == host.lower() and parts.port == port and parts.path == f"/{database}"
+                and dict(parse_qsl(parts.query, keep_blank_values=True)) == query and not parts.fragment and not parts.username)
+    except ValueError:
+        same = False
+    if not same:
+        raise GrammarError("application.yaml", "the database URL does not parse back to the kit's host, port, "
+                           "database and TLS options",
+                           [v for v in (host, database) if not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9a-fA-F:.]+", v)] or [host, database])
+    return url
+
+
 def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[str, str] | None = None) -> str:
+    """HAPI FHIR's Spring configuration, written by the YAML serialiser."""
     db = args.database
-    return render_template(
-        "application.yaml.j2",
-        kit_version=args.kit_version,
-        port=HAPI_PORT,
-        db={"host": db_host or database_host(args), "port": db.port, "name": db.name},
-        paths={"db_ca": "/etc/socle/tls/db-ca", **(paths or {})},
-        fhir_version=FHIR_VERSION,
-        public_host=args.public_host,
-        cors_origins=[f"https://{args.public_host}"],
-        terminology_server=args.terminology_server,
-        fr_core_version=FR_CORE_VERSION,
-        validation=args.validation,
-        ins_systems=list(args.ins_systems),
-        annuaire_url=ANNUAIRE_SANTE_FHIR,
-    )
+    p = {"db_ca": "/etc/socle/tls/db-ca", **(paths or {})}
+    access_format = ("request_id[${requestHeader.x-request-id}] client_dn[${requestHeader.x-ssl-client-s-dn}] "
+                     "operation[${operationType} ${operationName} ${idOrResourceName}] path[${servletPath}] "
+                     "source[${requestHeader.x-forwarded-for}]")
+    data = {
+        "server": {"port": HAPI_PORT},
+        "management": {"endpoints": {"web": {"exposure": {"include": "health"}}}},
+        "spring": {
+            "main": {"allow-circular-references": True},
+            "flyway": {"enabled": False},
+            "datasource": {
+                "url": jdbc_url(db_host or database_host(args), db.port, db.name, f"{p['db_ca']}/ca.crt"),
+                # Credentials come from the environment (secretKeyRef), never from this file.
+                "username": "${DB_USERNAME}",
+                "password": "${DB_PASSWORD}",
+                "driverClassName": "org.postgresql.Driver",
+                "hikari": {"maximum-pool-size": 10},
+            },
+            "jpa": {"properties": {"hibernate.dialect": "ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect",
+                                   "hibernate.search.enabled": False}},
+            "batch": {"job": {"enabled": False}},
+        },
+        "hapi": {"fhir": {
+            "fhir_version": FHIR_VERSION,
+            "server_address": f"https://{args.public_host}/fhir",
+            "openapi_enabled": False,
+            "mdm_enabled": False,
+            "bulk_export_enabled": False,
+            "bulk_import_enabled": False,
+            "cors": {"allow_Credentials": False, "allowed_origin": [f"https://{args.public_host}"]},
+            "allow_external_references": False,
+            # FHIR-02: national terminologies from the ANS terminology server.
+            "remote_terminology_service": {"all": {"system": "*", "url": args.terminology_server}},
+            # FHIR-04 / INS-01: FR Core profiles (Patient-INS) loaded, incoming resources validated.
+            "implementationguides": {"frcore": {"name": "hl7.fhir.fr.core", "version": FR_CORE_VERSION}},
+            "validation": {"requests_enabled": args.validation, "responses_enabled": False},
+            # TRACE-01 / TRACE-02: one access line per request, with the caller's identity, never a body.
+            "logger": {
+                "name": "fhir.access",
+                "format": access_format,
+                "error_format": "ERROR request_id[${requestHeader.x-request-id}] ${requestVerb} ${requestUrl}",
+                "log_exceptions": True,
+            },
+            "tester": {},
+        }},
+        "socle": {
+            "ins_systems": list(args.ins_systems),
+            "annuaire_sante": {"base_url": ANNUAIRE_SANTE_FHIR, "api_key_env": "ESANTE_API_KEY"},
+        },
+    }
+    return yaml_document("application.yaml", [
+        f"Rendered by socle ({args.kit_version}) — HAPI FHIR JPA server (FHIR-01..04, TRACE-01/03, K8S-08).",
+        "Credentials come from the environment (secretKeyRef), never from this file.",
+        "FHIR-02 terminology server, FHIR-04/INS-01 FR Core validation, TRACE-01/02 access log: see hapi.fhir.",
+    ], data)
+
+
+def logback_xml(kit_version: str, udp_port: int = FORWARDER_UDP_PORT) -> str:
+    return render_checked("logback.xml", "logback.xml.j2", "xml", kit_version=kit_version, udp_port=udp_port)
 
 
 def database_host(args: FhirArgs) -> str:
@@ -106,18 +175,35 @@ def database_host(args: FhirArgs) -> str:
 
 
 def postgresql_conf(kit_version: str, *, listen_addresses: str = "*", port: int = PG_PORT, paths: dict[str, str] | None = None) -> str:
-    return render_template(
-        "postgresql.conf.j2",
+    p = {"socket": "/var/run/postgresql", "server_tls": "/etc/socle/tls/server", "log": PG_LOG_DIR, **(paths or {})}
+    return render_checked(
+        "postgresql.conf", "postgresql.conf.j2", "postgresql",
         kit_version=kit_version,
         listen_addresses=listen_addresses,
         port=port,
-        paths={"socket": "/var/run/postgresql", "server_tls": "/etc/socle/tls/server", "log": PG_LOG_DIR, **(paths or {})},
+        paths=p,
+        files={"cert": f"{p['server_tls']}/tls.crt", "key": f"{p['server_tls']}/tls.key"},
         tls12_ciphers=":".join(TLS12_AEAD_SUITES),
     )
 
 
 def pg_hba_conf(kit_version: str, database: str, user: str, client_network: str) -> str:
-    return render_template("pg_hba.conf.j2", kit_version=kit_version, database=database, user=user, client_network=client_network)
+    return render_checked("pg_hba.conf", "pg_hba.conf.j2", "pg_hba", kit_version=kit_version, database=database, user=user,
+                          client_network=client_network)
+
+
+PG_LOG_FILES = ({"path": f"{PG_LOG_DIR}/postgresql-*.log", "tag": "postgres"},)
+
+
+def config_files(args: FhirArgs) -> dict[str, str]:
+    """Every configuration file of the FHIR store's ConfigMaps, as the pods read them (the render checks each)."""
+    files = {"application.yaml": application_yaml(args), "logback.xml": logback_xml(args.kit_version),
+             "fhir/rsyslog.conf": forwarder_config(args.kit_version, "fhir", args.audit)}
+    if args.database.mode == "in-cluster":
+        files.update({"postgresql.conf": postgresql_conf(args.kit_version),
+                      "pg_hba.conf": pg_hba_conf(args.kit_version, args.database.name, args.database.user, args.client_network),
+                      "postgres/rsyslog.conf": forwarder_config(args.kit_version, "postgres", args.audit, PG_LOG_FILES)})
+    return files
 
 
 class FhirStore(pulumi.ComponentResource):
@@ -145,7 +231,7 @@ class FhirStore(pulumi.ComponentResource):
         # --- HAPI FHIR -----------------------------------------------------------------------------
         app = {
             "application.yaml": application_yaml(args),
-            "logback.xml": render_template("logback.xml.j2", kit_version=args.kit_version, udp_port=FORWARDER_UDP_PORT),
+            "logback.xml": logback_xml(args.kit_version),
         }
         lbl = labels("fhir", "hapi-fhir", ns, {LABEL_DATA: "true"})
         sel = selector("hapi-fhir", ns)
@@ -223,7 +309,7 @@ class FhirStore(pulumi.ComponentResource):
         # TRACE-01: the forwarder runs as postgres's uid to read its 0600 log files.
         sidecar, sidecar_volumes = log_forwarder(
             self, ns, "postgres", lbl, args.kit_version, args.syslog_image, args.audit,
-            files=[{"path": f"{PG_LOG_DIR}/postgresql-*.log", "tag": "postgres"}],
+            files=PG_LOG_FILES,
             extra_mounts=[{"name": "logs", "mountPath": PG_LOG_DIR, "readOnly": True}], run_as_user=PG_UID)
         container = {
             "name": "postgres",

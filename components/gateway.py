@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANN_REQUIREMENTS, ANN_ROUTES, PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
 
+from .grammar import render_checked, toml_document
 from .common import (
     FORWARDER_UDP_PORT,
     AuditTarget,
@@ -18,12 +19,12 @@ from .common import (
     config_volume,
     container_security,
     empty_dir,
+    forwarder_config,
     hashed_config_map,
     labels,
     log_forwarder,
     pdb,
     pod_identity,
-    render_template,
     resources_spec,
     secret_env,
     secret_volume,
@@ -39,6 +40,7 @@ TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 O2_LOG_DIR = "/var/log/oauth2-proxy"
 O2_UID = 65532
 NGINX_UID = 101
+O2_LOG_FILES = ({"path": f"{O2_LOG_DIR}/oauth2-proxy.log", "tag": "oauth2-proxy"},)
 
 
 class Route(BaseModel):
@@ -100,49 +102,113 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         "crl": "/etc/socle/tls/crl",
     }
     p.update(paths or {})
-    routes = [r.model_copy(update={"upstream": (upstreams or {}).get(r.name, r.upstream)}) for r in args.routes]
-    return render_template(
-        "nginx.conf.j2",
+    files = {
+        "pid": f"{p['run']}/nginx.pid",
+        **{f"{kind}_temp": f"{p['cache']}/{kind}_temp" for kind in ("client", "proxy", "fastcgi", "uwsgi", "scgi")},
+        "server_cert": f"{p['server_tls']}/tls.crt",
+        "server_key": f"{p['server_tls']}/tls.key",
+        "trust_bundle": f"{p['trust_bundle']}/ca.crt",
+        "crl": f"{p['crl']}/crl.pem",
+    }
+    routes = [{**r.model_dump(), "zone": r.name.replace("-", "_"), "upstream": (upstreams or {}).get(r.name, r.upstream)}
+              for r in args.routes]
+    auth = auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}"
+    return render_checked(
+        "nginx.conf", "nginx.conf.j2", "nginx",
         kit_version=args.kit_version,
         organisation=args.organisation,
         worker_processes="auto",
-        paths=p,
+        files=files,
         error_log=error_log,
         access_logs=list(access_logs) if access_logs is not None else [
             "/dev/stdout",
             f"syslog:server=127.0.0.1:{FORWARDER_UDP_PORT},facility=local6,tag=gateway,severity=info",
         ],
-        tls_protocols=tls_protocols(args.tls_min_version),
+        tls_protocols=tls_protocols(args.tls_min_version).split(),
         tls12_ciphers=":".join(TLS12_AEAD_SUITES),
         tls13_ciphers=":".join(TLS13_SUITES),
-        listen_address=listen_address,
-        http_port=http_port,
-        https_port=https_port,
+        listen_http=f"{listen_address}{http_port}",
+        listen_https=f"{listen_address}{https_port}",
         hsts_max_age=args.hsts_max_age,
-        auth_upstream=auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}",
+        auth_upstream=auth,
+        auth_check=f"{auth}/oauth2/auth",
         apis=routes,
     )
 
 
+OAUTH2_HEADER = "Pro Santé Connect token validation for the gateway (PSC-01..05, API-03/04)."
+
+
 def oauth2_proxy_cfg(args: GatewayArgs, *, listen: str = f"0.0.0.0:{OAUTH2_PORT}", paths: dict[str, str] | None = None) -> str:
-    return render_template(
-        "oauth2-proxy.cfg.j2",
-        kit_version=args.kit_version,
-        listen=listen,
-        issuer=args.psc_issuer,
-        client_id=args.psc_client_id,
-        paths={"client_secret": "/etc/socle/psc", "log": O2_LOG_DIR, **(paths or {})},
-        scope=PSC_SCOPE,
-        acr=PSC_ACR,
-        redirect_host=args.psc_redirect_host,
-        session_lifetime=args.session_lifetime,
-    )
+    """oauth2-proxy's TOML configuration, written by a TOML serialiser (every value a TOML string or number)."""
+    p = {"client_secret": "/etc/socle/psc", "log": O2_LOG_DIR, **(paths or {})}
+    return toml_document("oauth2-proxy.cfg", [f"Rendered by socle ({args.kit_version}) — {OAUTH2_HEADER}"], [
+        ("http_address", listen),
+        ("reverse_proxy", True),
+        ("provider", "oidc"),
+        ("provider_display_name", "Pro Santé Connect"),
+        ("oidc_issuer_url", args.psc_issuer),
+        ("client_id", args.psc_client_id),
+        "PSC-03: the client secret is read from a mounted Kubernetes Secret, never written here.",
+        ("client_secret_file", f"{p['client_secret']}/client-secret"),
+        ("scope", PSC_SCOPE),
+        ("acr_values", PSC_ACR),
+        ("code_challenge_method", "S256"),
+        "PSC-02: state and nonce are checked.",
+        ("insecure_oidc_skip_nonce", False),
+        "PSC-04: the IdP's TLS certificate is always verified; ID tokens are checked against the issuer's keys.",
+        ("ssl_insecure_skip_verify", False),
+        ("skip_oidc_discovery", False),
+        "API-03: bearer tokens (after RFC 8693 exchange) are validated against the issuer's keys.",
+        ("skip_jwt_bearer_tokens", True),
+        ("set_xauthrequest", True),
+        ("upstreams", ["static://202"]),
+        ("email_domains", ["*"]),
+        ("redirect_url", f"https://{args.psc_redirect_host}/oauth2/callback"),
+        "API-04: tokens stay server-side; the browser only holds a Secure, HttpOnly cookie of bounded lifetime.",
+        ("cookie_name", "__Host-socle"),
+        ("cookie_secure", True),
+        ("cookie_httponly", True),
+        ("cookie_samesite", "lax"),
+        ("cookie_expire", args.session_lifetime),
+        ("cookie_refresh", "0"),
+        ("session_store_type", "cookie"),
+        ("pass_access_token", False),
+        ("pass_authorization_header", False),
+        "TRACE-01: requests and authentications go to a file that the log forwarder sends to the audit log.",
+        ("logging_filename", f"{p['log']}/oauth2-proxy.log"),
+        ("logging_max_size", 10),
+        ("logging_max_age", 1),
+        ("logging_local_time", False),
+        ("request_logging", True),
+        ("auth_logging", True),
+    ])
+
+
+CRL_URLS_FILE = "crl-urls"
 
 
 def crl_refresh_script(args: GatewayArgs, *, crl_file: str = "/etc/socle/tls/crl/crl.pem",
                        pid_file: str = "/var/run/socle/nginx.pid") -> str:
-    return render_template("crl-refresh.sh.j2", kit_version=args.kit_version, urls=list(args.crl_urls), crl_file=crl_file,
-                           pid_file=pid_file, interval_seconds=args.crl_refresh_seconds)
+    """The CRL refresher: a fixed script; the distribution points come from the file `crl-urls` beside it."""
+    return render_checked("crl-refresh.sh", "crl-refresh.sh.j2", "sh", kit_version=args.kit_version,
+                          urls_file=CRL_URLS_FILE, crl_file=crl_file, pid_file=pid_file,
+                          interval_seconds=args.crl_refresh_seconds)
+
+
+def crl_urls(args: GatewayArgs) -> str:
+    """The distribution points, one URL a line, read by the refresher as data (never as shell code)."""
+    return render_checked(CRL_URLS_FILE, "lines.j2", "lines", lines=list(args.crl_urls))
+
+
+def config_files(args: GatewayArgs) -> dict[str, str]:
+    """Every configuration file of the gateway's ConfigMaps, as the pods read them (the render checks each)."""
+    files = {"nginx.conf": nginx_conf(args), "oauth2-proxy.cfg": oauth2_proxy_cfg(args),
+             "gateway/rsyslog.conf": forwarder_config(args.kit_version, "gateway", args.audit),
+             "oauth2-proxy/rsyslog.conf": forwarder_config(args.kit_version, "oauth2-proxy", args.audit, O2_LOG_FILES)}
+    if args.crl_urls:
+        files.update({"crl-refresh.sh": crl_refresh_script(args), CRL_URLS_FILE: crl_urls(args)})
+    return files
 
 
 def route_index(routes: Sequence[Route]) -> str:
@@ -208,7 +274,7 @@ class Gateway(pulumi.ComponentResource):
             # PKI-02: the CRL lives in an emptyDir seeded from the Secret; a sidecar refreshes it from the
             # distribution points and signals NGINX (same uid, shared process namespace) to reload it.
             refresh_name = hashed_config_map(self, ns, "gateway-crl-refresh", gw_labels,
-                                             {"crl-refresh.sh": crl_refresh_script(args)}, {ANN_REQUIREMENTS: "PKI-02"})
+                                             {"crl-refresh.sh": crl_refresh_script(args), CRL_URLS_FILE: crl_urls(args)}, {ANN_REQUIREMENTS: "PKI-02"})
             volumes += [
                 secret_volume("crl-seed", args.crl_secret, mode=0o444, items=[("crl.pem", "crl.pem")]),
                 empty_dir("crl", "16Mi"),
@@ -301,7 +367,7 @@ class Gateway(pulumi.ComponentResource):
         # TRACE-01: the forwarder runs as oauth2-proxy's uid to read its 0600 log file.
         o2_sidecar, o2_sidecar_volumes = log_forwarder(
             self, ns, "oauth2-proxy", o2_labels, args.kit_version, args.syslog_image, args.audit,
-            files=[{"path": f"{O2_LOG_DIR}/oauth2-proxy.log", "tag": "oauth2-proxy"}],
+            files=O2_LOG_FILES,
             extra_mounts=[{"name": "logs", "mountPath": O2_LOG_DIR, "readOnly": True}], run_as_user=O2_UID)
         k8s.apps.v1.Deployment(
             f"{ns}-oauth2-proxy",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANN_MAILBOX_PURGE_DAYS, ANN_PSS_EXCEPTION, ANN_REQUIREMENTS, MSS_TLS12_SUITES
 
+from .grammar import render_checked
 from .common import (
     AuditTarget,
     child,
@@ -16,13 +17,13 @@ from .common import (
     config_volume,
     container_security,
     empty_dir,
+    forwarder_config,
     hashed_config_map,
     labels,
     log_forwarder,
     pdb,
     pod_identity,
     region_affinity,
-    render_template,
     resources_spec,
     secret_volume,
     selector,
@@ -90,8 +91,8 @@ def main_cf(args: RelayArgs, *, paths: dict[str, str] | None = None, inet_interf
         "trust_bundle": "/etc/socle/tls/trust",
     }
     p.update(paths or {})
-    return render_template(
-        "main.cf.j2",
+    return render_checked(
+        "main.cf", "main.cf.j2", "postfix-main",
         kit_version=args.kit_version,
         hostname=args.hostname,
         mynetworks="127.0.0.0/8",
@@ -100,6 +101,11 @@ def main_cf(args: RelayArgs, *, paths: dict[str, str] | None = None, inet_interf
         mail_owner=mail_owner,
         setgid_group=setgid_group,
         maillog_file=maillog_file,
+        maillog_dir=maillog_file.rsplit("/", 1)[0],
+        maps={m: f"texthash:{p['maps']}/{m}" for m in ("relay_domains", "transport", "recipient_access", "client_certs")},
+        files={"server_key": f"{p['server_tls']}/tls.key", "server_cert": f"{p['server_tls']}/tls.crt",
+               "client_key": f"{p['client_tls']}/tls.key", "client_cert": f"{p['client_tls']}/tls.crt",
+               "trust_bundle": f"{p['trust_bundle']}/ca.crt"},
         message_size_limit=52428800,
         require_client_cert=args.require_client_certificate,
         postfix_protocols=postfix_protocols(args.tls_min_version),
@@ -108,19 +114,43 @@ def main_cf(args: RelayArgs, *, paths: dict[str, str] | None = None, inet_interf
 
 
 def master_cf(args: RelayArgs, *, smtpd_listen: str = str(SMTP_PORT)) -> str:
-    return render_template("master.cf.j2", kit_version=args.kit_version, smtpd_listen=smtpd_listen)
+    return render_checked("master.cf", "master.cf.j2", "postfix-master", kit_version=args.kit_version, smtpd_listen=smtpd_listen)
 
 
 def relay_maps(args: RelayArgs) -> dict[str, str]:
+    """The Postfix lookup tables: one `key value` line each, every field checked for the table grammar."""
     domains = sorted(set(args.authorized_domains))
-    transport = "".join(f"{d} smtp:{args.next_hop}\n" for d in domains) if args.next_hop else ""
-    return {
-        "relay_domains": "".join(f"{d} OK\n" for d in domains),
-        "recipient_access": "".join(f"{d} OK\n" for d in domains),
-        "transport": transport,
+    tables = {
+        "relay_domains": [(d, "OK") for d in domains],
+        "recipient_access": [(d, "OK") for d in domains],
+        "transport": [(d, f"smtp:{args.next_hop}") for d in domains] if args.next_hop else [],
         # Only these certificates may relay: removing one is how a revoked certificate stops working (PKI-02).
-        "client_certs": "".join(f"{fp} OK\n" for fp in sorted(set(args.client_fingerprints))),
+        "client_certs": [(fp, "OK") for fp in sorted(set(args.client_fingerprints))],
     }
+    return {name: render_checked(name, "postfix-map.j2", "postfix-map", rows=rows) for name, rows in tables.items()}
+
+
+DOMAIN_LIST_URL_FILE = "domain-list-url"
+
+
+def domain_refresh_files(args: RelayArgs, maps_dir: str = "/var/lib/socle/maps") -> dict[str, str]:
+    """The MSS-05 refresher: a fixed script, and the list's URL as a data file beside it."""
+    return {
+        "refresh-domains.sh": render_checked("refresh-domains.sh", "refresh-domains.sh.j2", "sh", kit_version=args.kit_version,
+                                             maps_dir=maps_dir, url_file=DOMAIN_LIST_URL_FILE,
+                                             interval_seconds=args.refresh_interval_seconds),
+        DOMAIN_LIST_URL_FILE: render_checked(DOMAIN_LIST_URL_FILE, "lines.j2", "lines", lines=[args.domain_list_url]),
+    }
+
+
+MAILLOG_FILES = ({"path": "/var/log/postfix/maillog", "tag": "postfix:"},)
+
+
+def config_files(args: RelayArgs) -> dict[str, str]:
+    """Every configuration file of the relay's ConfigMaps, as the pod reads them (the render checks each)."""
+    return {"main.cf": main_cf(args), "master.cf": master_cf(args),
+            **{f"maps/{k}": v for k, v in relay_maps(args).items()}, **domain_refresh_files(args),
+            "rsyslog.conf": forwarder_config(args.kit_version, "relay", args.audit, MAILLOG_FILES)}
 
 
 class Relay(pulumi.ComponentResource):
@@ -129,12 +159,7 @@ class Relay(pulumi.ComponentResource):
         ns = args.namespace
         conf = {"main.cf": main_cf(args), "master.cf": master_cf(args)}
         maps = relay_maps(args)
-        refresh = {
-            "refresh-domains.sh": render_template(
-                "refresh-domains.sh.j2", kit_version=args.kit_version, maps_dir="/var/lib/socle/maps",
-                url=args.domain_list_url, interval_seconds=args.refresh_interval_seconds,
-            )
-        }
+        refresh = domain_refresh_files(args)
         lbl = labels("relay", "postfix", ns)
         sel = selector("postfix", ns)
         conf_name = hashed_config_map(self, ns, "postfix", lbl, conf, {ANN_REQUIREMENTS: "MSS-01 MSS-02 MSS-03 MSS-04 MSS-06 MSS-07"})
@@ -142,7 +167,7 @@ class Relay(pulumi.ComponentResource):
         refresh_name = hashed_config_map(self, ns, "mss-domain-refresh", lbl, refresh, {ANN_REQUIREMENTS: "MSS-05"})
         sidecar, sidecar_volumes = log_forwarder(
             self, ns, "relay", lbl, args.kit_version, args.syslog_image, args.audit,
-            files=[{"path": "/var/log/postfix/maillog", "tag": "postfix:"}],
+            files=MAILLOG_FILES,
             extra_mounts=[{"name": "maillog", "mountPath": "/var/log/postfix", "readOnly": True}],
         )
         postfix = {

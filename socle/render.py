@@ -25,6 +25,7 @@ from .stackfile import Stack, pulumi_config
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MARKER = ".socle-render"
 CLUSTER_DIR = "_cluster"
+CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data the API server accepts in one ConfigMap
 
 
 class RenderError(Exception):
@@ -131,7 +132,10 @@ def run_program(stack: Stack) -> Rendered:
     """Run the real Pulumi program for `stack` under mocks and return the objects it registers."""
     from .program import run
 
-    return run_under_mocks(run, stack.name, pulumi_config(stack.config))
+    try:
+        return run_under_mocks(run, stack.name, pulumi_config(stack.config))
+    except pulumi.RunError as exc:  # the program refused its configuration: every problem, one per line
+        raise RenderError(str(exc)) from None
 
 
 def run_under_mocks(program: Callable[[], Any], stack_name: str = "test", config: dict[str, str] | None = None) -> Rendered:
@@ -159,6 +163,9 @@ def run_under_mocks(program: Callable[[], Any], stack_name: str = "test", config
             raise RenderError(f"secret value would be written in {kind} {meta.get('namespace')}/{meta.get('name')}")
         if not obj.get("metadata", {}).get("name"):
             raise RenderError(f"{kind} registered without metadata.name: every object needs an explicit, stable name")
+        if kind == "ConfigMap" and sum(len(k) + len(str(v).encode()) for k, v in (obj.get("data") or {}).items()) > CONFIGMAP_LIMIT:
+            meta = obj["metadata"]
+            raise RenderError(f"ConfigMap {meta.get('namespace')}/{meta['name']} would exceed the API server's 1 MiB limit")
         objects.append(obj)
     return Rendered(objects=objects, secrets=secrets, secret_values=list(mocks.secret_values))
 

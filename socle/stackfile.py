@@ -95,7 +95,8 @@ def _message(err: dict[str, Any]) -> str:
     if kind.endswith("_type") or kind in ("literal_error", "string_pattern_mismatch"):
         got = err.get("input")
         if not isinstance(got, (dict, list)):
-            msg += f" (got {json.dumps(got, default=str)})"
+            shown = json.dumps(got, default=str)
+            msg += f" (got {shown[:80] + '…' if len(shown) > 80 else shown})"
     return msg
 
 
@@ -168,7 +169,40 @@ def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel
         return bp, None, problems
     for path, message in bp.refusals(params):
         add(f"{prefix}.{path}", message)
+    if not problems:
+        from components.grammar import GrammarError
+
+        try:
+            bp.config_files(params)
+        except GrammarError as exc:
+            for path in value_paths(params.model_dump(), exc.values) or [""]:
+                add(f"{prefix}.{path}" if path else prefix, f"cannot be written in {exc.file}: {exc.detail}")
     return bp, (params if not problems else None), problems
+
+
+def value_paths(tree: Any, values: tuple[str, ...] | list[str]) -> list[str]:
+    """Key paths of the parameters holding one of `values`: exactly, else as a part of it (a value the kit built
+    from several parameters, such as an upstream URL)."""
+    leaves: list[tuple[str, str]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+        elif isinstance(node, str) and node:
+            leaves.append((path, node))
+
+    walk(tree, "")
+    exact = [p for p, leaf in leaves if leaf in values]
+    if exact:
+        return exact
+    parts = [(p, leaf) for p, leaf in leaves if len(leaf) >= 3 and any(leaf in v or v in leaf for v in values if len(v) >= 3)]
+    # A value that can break out of its slot holds a line break or a character of some configuration syntax.
+    risky = [p for p, leaf in parts if not leaf.isprintable() or any(c in leaf for c in "\"';{}$`\\")]
+    return risky or [p for p, _ in parts]
 
 
 def load(stack: str) -> Stack:

@@ -139,7 +139,9 @@ def test_gateway_refreshes_the_crl_beside_nginx_when_distribution_points_are_giv
     assert "emptyDir" in crl  # seeded from the Secret, rewritten by the refresher
     script = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("gateway-crl-refresh-"))
     text = script["data"]["crl-refresh.sh"]
-    assert all(u in text for u in urls) and "sleep 1800" in text and "kill -HUP" in text
+    # The distribution points are data beside the script, never part of its code.
+    assert script["data"]["crl-urls"].splitlines() == urls and not any(u in text for u in urls)
+    assert "sleep 1800" in text and "kill -HUP" in text
     assert_hardened(gw)
     # Without distribution points the CRL comes from the Secret as before, no refresher, no shared PIDs.
     plain = one(objects(lambda: Gateway("g", _gateway_args())), "Deployment", "gateway")["spec"]["template"]["spec"]
@@ -264,7 +266,7 @@ def test_audit_log_retention_and_seal():
     sts = one(objs, "StatefulSet", "rsyslog")
     assert_hardened(sts)
     seal = next(o for o in objs if o["metadata"]["name"].startswith("audit-seal-"))
-    assert 'RETENTION_DAYS="200"' in seal["data"]["seal.sh"]
+    assert 'RETENTION_DAYS=200' in seal["data"]["seal.sh"]
     conf = next(o for o in objs if o["metadata"]["name"].startswith("rsyslog-aggregator-"))["data"]["rsyslog.conf"]
     assert 'streamDriver.authMode="x509/certvalid"' in conf and 'streamDriver.mode="1"' in conf
     assert seal_script("t", 365) != seal_script("t", 183)

@@ -5,6 +5,10 @@ import pulumi
 from pydantic import BaseModel
 
 from blueprints import Blueprint
+from components import auditlog as auditlog_module
+from components import fhir as fhir_module
+from components import gateway as gateway_module
+from components import relay as relay_module
 from components.access import AuditorAccess, AuditorAccessArgs
 from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
 from components.common import AuditTarget, Flow, selector
@@ -112,6 +116,14 @@ def component_args(p: Params) -> dict[str, BaseModel]:
 
 
 
+def config_files(p: Params) -> dict[str, str]:
+    """Every configuration file the blueprint's pods read, `<block>/<file>`; each is checked against its grammar
+    as it is rendered (components.grammar), so `socle validate` finds what `socle render` would refuse."""
+    args = component_args(p)
+    modules = {"auditlog": auditlog_module, "fhir": fhir_module, "gateway": gateway_module, "relay": relay_module}
+    return {f"{block}/{name}": text for block, module in modules.items() for name, text in module.config_files(args[block]).items()}
+
+
 def build(p: Params) -> dict[str, object]:
     """Register every resource of the blueprint; returns the components by block."""
     production = p.profile == "production"
@@ -125,7 +137,8 @@ def build(p: Params) -> dict[str, object]:
     pg_pods = selector("postgres", ns["fhir"])
     relay_pods = selector("postfix", ns["mss"])
     rsyslog_pods = selector("rsyslog", ns["audit"])
-    to_audit = lambda name, pods: Flow(name, pods, "egress", [("TCP", SYSLOG_TLS_PORT)], ns["audit"], rsyslog_pods)
+    def to_audit(name: str, pods: dict[str, str]) -> Flow:
+        return Flow(name, pods, "egress", [("TCP", SYSLOG_TLS_PORT)], ns["audit"], rsyslog_pods)
 
     external_backends = [a for a in p.gateway.apis if a.backend is None]
     gateway_flows = [
@@ -241,4 +254,5 @@ BLUEPRINT = Blueprint(
     refusals=production_refusals,
     stack_template="blueprints/etablissement/stack.yaml.j2",
     component_args=component_args,
+    config_files=config_files,
 )

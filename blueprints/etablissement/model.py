@@ -26,31 +26,53 @@ from socle.constants import (
 
 VERSION = "1.0.0"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Every pattern is matched whole (re.fullmatch here; `^...$` in pydantic's Field patterns, whose Rust engine reads
+# `$` as the end of the text): a trailing newline never passes. Every string is bounded:
+# a value reaches a configuration file only in a form its grammar can hold (see docs/config-grammar.md).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_HOST_NAME = rf"({_LABEL}\.)+[a-z]{{2,63}}"
+_HOST = re.compile(rf"(?=.{{1,253}}\Z){_HOST_NAME}")
 _IMAGE = re.compile(
-    r"^(?P<repo>[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+)(:(?P<tag>[A-Za-z0-9._-]{1,128}))?(@sha256:(?P<digest>[0-9a-f]{64}))?$"
+    r"(?P<repo>[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+)(:(?P<tag>[A-Za-z0-9._-]{1,128}))?(@sha256:(?P<digest>[0-9a-f]{64}))?"
 )
-_SIZE = re.compile(r"^[0-9]+(Ki|Mi|Gi|Ti)$")
-_BODY = re.compile(r"^[0-9]+[km]?$")
-_CRON = re.compile(r"^(\S+\s+){4}\S+$")
+_SIZE = re.compile(r"[0-9]{1,6}(Ki|Mi|Gi|Ti)")
+_BODY = re.compile(r"[0-9]{1,6}[km]?")
+_CRON = r"[0-9A-Za-z*/,?-]{1,20}( [0-9A-Za-z*/,?-]{1,20}){4}"
+# URL path and query: RFC 3986 unreserved characters, '/', '%', and the sub-delimiters a URL of a list or a CRL
+# needs; never a quote, a blank, '$', '`', ';', '(' or ')'.
+_URL_TAIL = r"(/[A-Za-z0-9._~%/+=&?:@-]*)?"
+_HTTPS_URL = re.compile(rf"https://{_HOST_NAME}(:[0-9]{{1,5}})?{_URL_TAIL}")
+_CRL_URL = re.compile(rf"https?://{_HOST_NAME}(:[0-9]{{1,5}})?/[A-Za-z0-9._~%/+=&?:@-]+")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_KEY = re.compile(rf"(({_LABEL}\.)*{_LABEL}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?")
+_CSI_DRIVER = re.compile(r"(?=.{1,63}\Z)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_NEXT_HOP = re.compile(rf"(\[{_HOST_NAME}\]|\[[0-9.]{{7,15}}\]|{_HOST_NAME})(:[0-9]{{1,5}})?")
+_GROUP = re.compile(r"[A-Za-z0-9]([A-Za-z0-9:._@-]{0,126}[A-Za-z0-9])?")
 
 
-def _dns_label(v: str) -> str:
-    if not _DNS_LABEL.match(v):
-        raise ValueError("must be a DNS label: lower-case letters, digits and '-', at most 63 characters")
-    return v
+def _full(pattern: re.Pattern[str], message: str, max_length: int = 253) -> AfterValidator:
+    def check(v: str) -> str:
+        if len(v) > max_length:
+            raise ValueError(f"at most {max_length} characters (got {len(v)})")
+        if not pattern.fullmatch(v):
+            raise ValueError(message)
+        return v
+    return AfterValidator(check)
 
 
-def _host(v: str) -> str:
-    if not _HOST.match(v):
-        raise ValueError("must be a fully qualified lower-case host name")
+def _text(v: str) -> str:
+    """Free text (names, owners): printable characters on one line, no blank at either end."""
+    if not v.isprintable():
+        raise ValueError("must be printable text on one line (no line break, tab or control character)")
+    if v != v.strip():
+        raise ValueError("must not begin or end with a blank")
     return v
 
 
 def _image(v: str) -> str:
-    m = _IMAGE.match(v)
-    if not m:
+    m = _IMAGE.fullmatch(v)
+    if not m or len(v) > 255:
         raise ValueError("must be a full image reference REGISTRY/REPOSITORY:TAG or ...@sha256:DIGEST")
     tag, digest = m.group("tag"), m.group("digest")
     if not digest and (not tag or tag == "latest"):
@@ -69,34 +91,50 @@ def _cidr(v: str) -> str:
     return v
 
 
-def _https_url(v: str) -> str:
-    if not re.match(r"^https://[a-z0-9.-]+(:[0-9]+)?(/\S*)?$", v):
-        raise ValueError("must be an https:// URL")
+def _db_host(v: str) -> str:
+    try:
+        ip = ipaddress.ip_address(v)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if str(ip) != v:
+            raise ValueError(f"write the IP address in its canonical form ({ip})")
+        return v
+    if len(v) > 253 or not _HOST.fullmatch(v):
+        raise ValueError("must be a fully qualified lower-case host name or an IP address")
     return v
 
 
-def _crl_url(v: str) -> str:
-    # CRL distribution points are usually plain HTTP: a CRL is signed, its transport needs no TLS.
-    if not re.match(r"^https?://[a-z0-9.-]+(:[0-9]+)?/\S+$", v):
-        raise ValueError("must be an http:// or https:// URL of a CRL")
+def _ins_system(v: str) -> str:
+    if v not in INS_SYSTEMS.values():
+        raise ValueError(f"INS-02: unknown INS identifier system (one of: {', '.join(sorted(INS_SYSTEMS.values()))})")
     return v
 
 
-def _size(v: str) -> str:
-    if not _SIZE.match(v):
-        raise ValueError("must be a Kubernetes quantity such as 10Gi")
+def _auditors_group(v: str) -> str:
+    if v.lower().startswith("system:"):
+        raise ValueError("K8S-10: system: groups belong to Kubernetes itself; name a group of your own")
+    if not _GROUP.fullmatch(v):
+        raise ValueError("must be a plain group name: letters, digits and ':._@-', at most 128 characters")
     return v
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-Host = Annotated[str, AfterValidator(_host)]
+DnsLabel = Annotated[str, _full(_DNS_LABEL, "must be a DNS label: lower-case letters, digits and '-', at most 63 characters", 63)]
+Host = Annotated[str, _full(_HOST, "must be a fully qualified lower-case host name")]
 Image = Annotated[str, AfterValidator(_image)]
-Cidr = Annotated[str, AfterValidator(_cidr)]
-HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-Size = Annotated[str, AfterValidator(_size)]
-CrlUrl = Annotated[str, AfterValidator(_crl_url)]
+Cidr = Annotated[str, Field(max_length=43), AfterValidator(_cidr)]
+HttpsUrl = Annotated[str, _full(_HTTPS_URL, "must be an https:// URL (host name, optional port and path; no blank, quote, "
+                                "'$', '`', ';' or parenthesis)", 2048)]
+Size = Annotated[str, _full(_SIZE, "must be a Kubernetes quantity such as 10Gi", 10)]
+CrlUrl = Annotated[str, _full(_CRL_URL, "must be an http:// or https:// URL of a CRL (no blank, quote, '$', '`', ';' or "
+                              "parenthesis)", 2048)]
 Fingerprint = Annotated[str, Field(pattern=r"^([0-9A-F]{2}:){31}[0-9A-F]{2}$")]
-SecretName = Annotated[str, AfterValidator(_dns_label)]
+SecretName = DnsLabel
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_text)]
+LabelValue = Annotated[str, _full(_LABEL_VALUE, "must be a Kubernetes label value: letters, digits, '-', '_', '.', at most 63", 63)]
+Cron = Annotated[str, _full(re.compile(_CRON), "must be a cron expression of five fields separated by single spaces", 120)]
+Identifier = Annotated[str, Field(max_length=128), _full(re.compile(r"[A-Za-z0-9._-]*"),
+                                                         "letters, digits, '.', '_' and '-' only", 128)]
 
 
 class Strict(BaseModel):
@@ -104,14 +142,14 @@ class Strict(BaseModel):
 
 
 class Organisation(Strict):
-    name: str = Field(min_length=1, description="Legal name of the établissement")
+    name: Text = Field(description="Legal name of the établissement")
     finess: str = Field(pattern=r"^[0-9]{9}$", description="FINESS juridique or géographique number")
-    short_name: DnsLabel = Field(description="Prefix of every namespace and object name")
-    owner_group: str = Field(default="dsi", min_length=1, description="Group that owns the platform")
+    short_name: DnsLabel = Field(description="Prefix of every namespace and object name (`<short_name>-gateway` must fit in 63 characters)")
+    owner_group: Text = Field(default="dsi", description="Group that owns the platform")
 
 
 class Region(Strict):
-    name: str = Field(min_length=1, description="Region name as the node label carries it")
+    name: LabelValue = Field(description="Region name as the node label carries it")
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of the region")
 
 
@@ -119,31 +157,35 @@ class Hosting(Strict):
     provider_profile: Literal["generic-csi", "scaleway-sbs", "ceph-rbd"] = Field(
         default="generic-csi", description="Storage profile: generic CSI, Scaleway Block Storage, on-premise Ceph RBD"
     )
-    region_label: str = Field(default="topology.kubernetes.io/region", description="Node label holding the region")
+    region_label: Annotated[str, _full(_LABEL_KEY, "must be a Kubernetes label key", 316)] = Field(
+        default="topology.kubernetes.io/region", description="Node label holding the region")
     regions: list[Region] = Field(
-        default_factory=lambda: [Region(name="fr-par", country="FR")], min_length=1,
+        default_factory=lambda: [Region(name="fr-par", country="FR")], min_length=1, max_length=10,
         description="Regions where health data may be stored (HDS-01)",
     )
 
 
 class GenericCsi(Strict):
-    provisioner: str = Field(default="csi.example.invalid", min_length=3, description="CSI driver name")
-    parameters: dict[str, str] = Field(default_factory=dict, description="StorageClass parameters of the driver")
+    provisioner: Annotated[str, _full(_CSI_DRIVER, "must be a CSI driver name (DNS subdomain, at most 63 characters)", 63)] = Field(
+        default="csi.example.invalid", description="CSI driver name")
+    parameters: dict[Annotated[str, _full(_LABEL_KEY, "must be a StorageClass parameter name", 316)], Annotated[str, Field(max_length=1024), AfterValidator(_text)]] = Field(
+        default_factory=dict, max_length=32, description="StorageClass parameters of the driver")
     encrypted: bool = Field(default=True, description="The driver encrypts volumes at rest with these parameters (HDS-04)")
-    snapshot_driver: str = Field(default="", description="Driver of the VolumeSnapshotClass (empty: same as provisioner)")
+    snapshot_driver: Annotated[str, _full(re.compile(rf"({_CSI_DRIVER.pattern})?"), "must be a CSI driver name or empty", 63)] = Field(
+        default="", description="Driver of the VolumeSnapshotClass (empty: same as provisioner)")
 
 
 class ScalewaySbs(Strict):
-    kms_key_id: str = Field(default="", description="Scaleway Key Manager key id (empty: LUKS with passphrase Secret)")
+    kms_key_id: Identifier = Field(default="", description="Scaleway Key Manager key id (empty: LUKS with passphrase Secret)")
     luks_secret: SecretName = Field(default="sbs-luks-passphrase", description="Secret with key encryptionPassphrase")
     luks_secret_namespace: DnsLabel = Field(default="kube-system")
     iops: Literal["5000", "15000"] = "5000"
 
 
 class CephRbd(Strict):
-    cluster_id: str = Field(default="", description="ceph-csi clusterID")
-    pool: str = Field(default="", description="RBD pool")
-    kms_id: str = Field(default="", description="encryptionKMSID of the ceph-csi KMS configuration")
+    cluster_id: Identifier = Field(default="", description="ceph-csi clusterID")
+    pool: Identifier = Field(default="", description="RBD pool")
+    kms_id: Identifier = Field(default="", description="encryptionKMSID of the ceph-csi KMS configuration")
     secret_name: SecretName = Field(default="csi-rbd-secret")
     secret_namespace: DnsLabel = Field(default="ceph-csi")
 
@@ -159,14 +201,14 @@ class Backup(Strict):
     enabled: bool = True
     velero_namespace: DnsLabel = "velero"
     provider: Literal["aws"] = Field(default="aws", description="Velero object-store plugin (S3 API)")
-    bucket: str = Field(default="socle-backups", min_length=3)
+    bucket: Annotated[str, _full(re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"), "must be an S3 bucket name", 63)] = "socle-backups"
     s3_url: HttpsUrl = Field(default="https://s3.fr-srr.scw.cloud")
     region: Region = Field(default_factory=lambda: Region(name="fr-srr", country="FR"))
     credential_secret: SecretName = Field(default="velero-s3-credentials")
-    daily_schedule: str = Field(default="0 2 * * *", pattern=_CRON.pattern)
-    daily_ttl_days: int = Field(default=30, ge=7)
-    monthly_schedule: str = Field(default="0 3 1 * *", pattern=_CRON.pattern)
-    monthly_ttl_days: int = Field(default=180, ge=30)
+    daily_schedule: Cron = "0 2 * * *"
+    daily_ttl_days: int = Field(default=30, ge=7, le=3650)
+    monthly_schedule: Cron = "0 3 1 * *"
+    monthly_ttl_days: int = Field(default=180, ge=30, le=3650)
 
 
 class Images(Strict):
@@ -177,7 +219,8 @@ class Images(Strict):
     relay: Image = "docker.io/boky/postfix:v4.4.0"
     syslog: Image = "docker.io/rsyslog/rsyslog:2025-06"
     tools: Image = "docker.io/library/alpine:3.21.3"
-    allowed_registries: list[str] = Field(default_factory=lambda: ["docker.io", "quay.io"], min_length=1)
+    allowed_registries: list[Annotated[str, _full(re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?"), "must be a registry host[:port]", 253)]] = Field(
+        default_factory=lambda: ["docker.io", "quay.io"], min_length=1, max_length=20)
 
 
 class Tls(Strict):
@@ -193,7 +236,7 @@ class Pki(Strict):
     trust_bundle_secret: SecretName = Field(default="igc-sante-trust-bundle", description="PKI-01: ca.crt with only the health PKI CAs")
     crl_secret: SecretName = Field(default="igc-sante-crl", description="PKI-02: crl.pem, the CRL the gateway starts with")
     crl_urls: list[CrlUrl] = Field(
-        default_factory=list,
+        default_factory=list, max_length=16,
         description="PKI-02: CRL distribution points of the health PKI CAs (see `openssl x509 -noout -ext crlDistributionPoints`)",
     )
     crl_refresh_minutes: int = Field(default=60, ge=5, le=1440, description="PKI-02: how often the CRLs are downloaded")
@@ -208,17 +251,18 @@ class Pki(Strict):
 class Api(Strict):
     name: DnsLabel
     host: Host
-    owner_group: str = Field(min_length=1, description="GW-01: group that owns the API")
+    owner_group: Text = Field(description="GW-01: group that owns the API")
     sensitivity: Literal["public", "restricted", "sensitive"]
     backend: Literal["fhir"] | None = Field(default="fhir", description="Built-in backend; or service+namespace+port")
-    service: str | None = None
+    service: DnsLabel | None = Field(default=None, description="Service of an API without a built-in backend")
     namespace: DnsLabel | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     mtls: bool | None = Field(default=None, description="API-01: client certificate required (default: sensitive routes)")
     token_validation: bool = Field(default=True, description="API-03: Pro Santé Connect / OAuth2 token checked at the gateway")
     rate_per_second: int = Field(default=100, ge=1, le=100000)
-    burst: int = Field(default=200, ge=0)
-    max_body: str = Field(default="10m", pattern=_BODY.pattern, description="GW-06: request body limit (nginx size)")
+    burst: int = Field(default=200, ge=0, le=100000)
+    max_body: Annotated[str, _full(_BODY, "must be an NGINX size such as 10m", 8)] = Field(
+        default="10m", description="GW-06: request body limit (nginx size)")
 
     @model_validator(mode="after")
     def _backend(self) -> "Api":
@@ -233,15 +277,15 @@ class Api(Strict):
 
 class Gateway(Strict):
     replicas: int = Field(default=1, ge=1, le=20)
-    hsts_max_age: int = Field(default=HSTS_MIN_MAX_AGE, ge=0)
+    hsts_max_age: int = Field(default=HSTS_MIN_MAX_AGE, ge=0, le=10 * 366 * 86400)
     service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
-    apis: list[Api] = Field(min_length=1)
-    session_lifetime: str = Field(default="8h", pattern=r"^[0-9]+[hm]$", description="API-04: browser session cookie lifetime")
+    apis: list[Api] = Field(min_length=1, max_length=50)
+    session_lifetime: str = Field(default="8h", pattern=r"^[0-9]{1,4}[hm]$", description="API-04: browser session cookie lifetime")
 
 
 class Psc(Strict):
     issuer: HttpsUrl = Field(default=PSC_SANDBOX_ISSUER, description="PSC-04/05: OIDC issuer")
-    client_id: str = Field(min_length=1)
+    client_id: str = Field(pattern=r"^[A-Za-z0-9._~:@/+=-]{1,255}$", description="PSC-01: client id registered with Pro Santé Connect")
     client_secret: SecretName = Field(default="psc-client", description="PSC-03: Secret holding key client-secret")
     auth_method: Literal["secret"] = Field(
         default="secret", description="PSC-03: oauth2-proxy authenticates with the client secret (mTLS client auth is not offered by it)"
@@ -251,7 +295,7 @@ class Psc(Strict):
 
 class Database(Strict):
     mode: Literal["in-cluster", "external"] = "in-cluster"
-    host: str | None = None
+    host: Annotated[str, AfterValidator(_db_host)] | None = Field(default=None, description="external: host name or IP address")
     port: int = Field(default=5432, ge=1, le=65535)
     name: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     user: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -274,49 +318,47 @@ class Fhir(Strict):
     validation_fr_core: bool = Field(default=True, description="FHIR-04: validate incoming resources against FR Core")
     terminology_server: HttpsUrl = Field(default=ANS_TERMINOLOGY_SERVER, description="FHIR-02")
     annuaire_api_key_secret: SecretName = Field(default="annuaire-sante-api-key", description="FHIR-03: Secret with key api-key")
-    ins_systems: list[str] = Field(
-        default_factory=lambda: [INS_SYSTEMS["NIR"], INS_SYSTEMS["NIA"]], min_length=1, description="INS-02 systems accepted"
+    ins_systems: list[Annotated[str, Field(max_length=100), AfterValidator(_ins_system)]] = Field(
+        default_factory=lambda: [INS_SYSTEMS["NIR"], INS_SYSTEMS["NIA"]], min_length=1, max_length=10, description="INS-02 systems accepted"
     )
     database: Database = Field(default_factory=Database)
     memory: Size = "2Gi"
 
-    @model_validator(mode="after")
-    def _ins(self) -> "Fhir":
-        unknown = sorted(set(self.ins_systems) - set(INS_SYSTEMS.values()))
-        if unknown:
-            raise ValueError(f"INS-02: unknown INS identifier system(s): {', '.join(unknown)}")
-        return self
 
 
 class Relay(Strict):
     replicas: int = Field(default=1, ge=1, le=10)
     hostname: Host
     service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
-    authorized_domains: list[Host] = Field(min_length=1, description="MSS-05: authorized MSSanté domains")
+    authorized_domains: list[Host] = Field(min_length=1, max_length=5000, description="MSS-05: authorized MSSanté domains")
     domain_list_url: HttpsUrl = Field(
         default="https://annuaire.sante.fr/web/site-pro/extractions-mss", description="MSS-05: ANS list of domains"
     )
     refresh_interval_hours: int = Field(default=24, ge=1, le=168, description="MSS-05: how often the domain list is refreshed")
     require_client_certificate: bool = Field(default=True, description="MSS-06: application mailboxes use the organisation certificate")
     client_fingerprints: list[Fingerprint] = Field(
-        default_factory=list,
+        default_factory=list, max_length=1000,
         description="MSS-06: SHA-256 fingerprints of the organisation certificates allowed to relay "
                     "(`openssl x509 -noout -fingerprint -sha256`); remove one to revoke it",
     )
-    next_hop: str | None = Field(default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
+    next_hop: Annotated[str, _full(_NEXT_HOP, "must be host, [host], host:port or [host]:port", 260)] | None = Field(
+        default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
     queue_size: Size = "5Gi"
     mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
 
 
 class AuditLog(Strict):
-    retention_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, description="TRACE-01/MSS-07, floor 183")
+    retention_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, le=36600, description="TRACE-01/MSS-07, floor 183")
     storage_size: Size = "50Gi"
 
 
 class Auditors(Strict):
-    group: str = Field(default="socle:auditors", min_length=1,
+    group: Annotated[str, AfterValidator(_auditors_group)] = Field(default="socle:auditors",
                        description="K8S-10: group (OIDC group or certificate O=) bound to the read-only socle-auditor role")
     live_checks: bool = Field(default=False, description="Also grant the group exec into the kit's pods for live host checks")
+
+
+BLOCKS = ("gateway", "fhir", "mss", "audit")  # one namespace each: `<short_name>-<block>`
 
 
 class Params(Strict):
@@ -358,6 +400,12 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
     """(key path, message) for everything the production profile refuses; also dev-profile hard errors."""
     out: list[tuple[str, str]] = []
     # Checks that hold for every profile.
+    for block in BLOCKS:
+        name = p.namespace(block)
+        if len(name) > 63:
+            out.append(("organisation.short_name", f"namespace '{name}' would be {len(name)} characters; Kubernetes names "
+                        f"are at most 63 (short_name at most {63 - len(max(BLOCKS, key=len)) - 1})"))
+            break
     for field_name in ("gateway", "oauth2_proxy", "fhir", "postgres", "relay", "syslog", "tools"):
         ref = getattr(p.images, field_name)
         if image_registry(ref) not in p.images.allowed_registries:

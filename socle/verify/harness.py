@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components.auditlog import AuditLogArgs, aggregator_conf, seal_script
 from components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
-from components.gateway import GatewayArgs, crl_refresh_script, nginx_conf
+from components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_conf
 from components.relay import RelayArgs, main_cf, master_cf, relay_maps
 
 from .pki import TestPki
@@ -233,9 +233,12 @@ class Gateway:
                           error_log=str(self.error_log),
                           upstreams={r.name: f"http://{LOCAL}:{self.backend.port}" for r in self.args.routes})
 
-    def refresh_script(self) -> str:
-        """The CRL refresher the pod runs beside NGINX, with this run's paths."""
-        return crl_refresh_script(self.args, crl_file=f"{self.paths['crl']}/crl.pem", pid_file=f"{self.paths['run']}/nginx.pid")
+    def refresh_files(self) -> dict[str, str]:
+        """The CRL refresher the pod runs beside NGINX (with this run's paths) and its list of distribution points,
+        the two files of its ConfigMap."""
+        return {"crl-refresh.sh": crl_refresh_script(self.args, crl_file=f"{self.paths['crl']}/crl.pem",
+                                                     pid_file=f"{self.paths['run']}/nginx.pid"),
+                CRL_URLS_FILE: crl_urls(self.args)}
 
     def start(self) -> "Gateway":
         nginx = require("nginx")

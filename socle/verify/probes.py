@@ -255,8 +255,9 @@ def crl_refresh(gw: Gateway, pki: TestPki) -> list[Probe]:
     ca = pki.health.cert_path
     before, _, _ = https(gw.https_port, route.host, ca, path="/fhir/metadata", headers=auth, client=pki.org_client)
     gw.crl_server.crl = pki.health.crl_bytes(revoked=[pki.org_client.serial], encoding=serialization.Encoding.DER)  # type: ignore[attr-defined]
+    for name, text in gw.refresh_files().items():
+        (gw.dir / name).write_text(text, encoding="utf-8")
     script, log = gw.dir / "crl-refresh.sh", gw.dir / "crl-refresh.log"
-    script.write_text(gw.refresh_script(), encoding="utf-8")
     proc = subprocess.Popen(["sh", str(script)], stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         status, deadline = before, time.monotonic() + 20
