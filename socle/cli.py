@@ -276,17 +276,17 @@ def auditor_kubeconfig(
     days: int = typer.Option(30, "--days", min=1, max=365, help="Validity of the auditor's certificate"),
 ) -> None:
     """Print how to obtain a kubeconfig bound to the read-only socle-auditor role (K8S-10)."""
-    import re
+    from .audit.access import AccessError, kubeconfig_instructions
 
-    from .audit.access import kubeconfig_instructions
-
-    if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$", user):
-        err.print(f"--user {user!r} must be lower-case letters, digits, '-' and '.'", markup=False)
-        raise typer.Exit(EXIT_INVALID)
     group = "socle:auditors"
     if stack:
         group = _load(stack).params.auditors.group
-    out.print(kubeconfig_instructions(user, group, days), markup=False, highlight=False)
+    try:
+        text = kubeconfig_instructions(user, group, days)
+    except AccessError as exc:
+        err.print(f"socle auditor-kubeconfig: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out.print(text, markup=False, highlight=False)
 
 
 @app.command()

@@ -302,10 +302,45 @@ def test_snapshot_that_is_not_a_socle_environment_exits_2(tmp_path, chdir_root):
 def test_auditor_kubeconfig_prints_a_read_only_recipe(chdir_root):
     res = cli.invoke(app, ["auditor-kubeconfig", "--user", "alice", "--stack", "demo"])
     assert res.exit_code == 0
-    assert '-subj "/CN=alice/O=socle:auditors"' in res.output
+    assert "-subj /CN=alice/O=socle:auditors" in res.output
     assert "signerName: kubernetes.io/kube-apiserver-client" in res.output
     assert "auth can-i list secrets --all-namespaces      # no" in res.output
     assert cli.invoke(app, ["auditor-kubeconfig", "--user", "Alice Smith"]).exit_code == 2
+
+
+@pytest.mark.parametrize("user,group", [("alice/O=system:masters", "socle:auditors"), ("alice", "system:masters"),
+                                        ("alice", "auditors/O=system:masters"), ("alice", "a$(id)"), ("alice", "a b")])
+def test_auditor_subject_never_carries_another_group(user, group):
+    from socle.audit.access import AccessError, kubeconfig_instructions
+
+    with pytest.raises(AccessError):
+        kubeconfig_instructions(user, group, 30)
+
+
+def test_auditor_recipe_is_safe_to_paste_and_openssl_makes_exactly_that_subject(tmp_path, chdir_root):
+    """The printed step 1 run by a real shell and a real openssl: the request names the user and one group."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    openssl = require_tool("openssl")
+    text = cli.invoke(app, ["auditor-kubeconfig", "--user", "alice.martin", "--stack", "demo"]).output
+    assert subprocess.run(["sh", "-n"], input=text, text=True).returncode == 0
+    step1 = text.split("# 1.", 1)[1].split("\n\n", 1)[0].split("\n", 1)[1]
+    subprocess.run(["sh", "-c", step1], cwd=tmp_path, check=True, capture_output=True)
+    subject = subprocess.run([openssl, "req", "-in", str(tmp_path / "alice.martin.csr"), "-noout", "-subject",
+                              "-nameopt", "RFC2253"], capture_output=True, text=True, check=True).stdout.strip()
+    assert subject == "subject=O=socle:auditors,CN=alice.martin"
+
+
+def test_auditors_group_refuses_system_groups_and_non_names(tmp_path):
+    from socle.stackfile import validate_config
+
+    base = yaml.safe_load((ROOT / "stacks" / "Pulumi.demo.yaml").read_text())["config"]
+    for group in ("system:masters", "System:Masters", "auditors\n", "a/O=b", ""):
+        config = {**base, "socle:params": {**base["socle:params"], "auditors": {"group": group}}}
+        _, _, problems = validate_config(config, "x.yaml")
+        assert [p.path for p in problems] == ["config.socle:params.auditors.group"], group
 
 
 def test_infra_suite_names_the_failing_requirement_and_object_and_selects_by_family(tmp_path, chdir_root):

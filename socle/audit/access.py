@@ -2,20 +2,48 @@
 signed by the cluster's own client signer, in a kubeconfig of its own."""
 from __future__ import annotations
 
+import re
+import shlex
+
 from socle.constants import AUDITOR_EXEC_ROLE, AUDITOR_ROLE
 
+USER = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
+# A plain group name: nothing OpenSSL's -subj reads as a separator ('/', '+', '=', '\\') or a shell reads as code.
+GROUP = re.compile(r"[A-Za-z0-9]([A-Za-z0-9:._@-]{0,126}[A-Za-z0-9])?")
+
+
+class AccessError(ValueError):
+    pass
+
+
+def subject(user: str, group: str) -> str:
+    """The certificate subject `/CN=<user>/O=<group>`, refused unless it names exactly that user and that group:
+    Kubernetes reads every O= of a client certificate as a group, so a second O= would grant more."""
+    if not USER.fullmatch(user):
+        raise AccessError(f"user {user!r} must be lower-case letters, digits, '-' and '.' (at most 63)")
+    if not GROUP.fullmatch(group) or group.lower().startswith("system:"):
+        raise AccessError(f"group {group!r} must be a plain group name (letters, digits, ':._@-'), not a system: group")
+    subj = f"/CN={user}/O={group}"
+    fields = [f.split("=", 1) for f in subj.split("/")[1:]]
+    if fields != [["CN", user], ["O", group]]:
+        raise AccessError(f"the subject {subj!r} would name more than the user {user!r} and the group {group!r}")
+    return subj
 
 
 def kubeconfig_instructions(user: str, group: str, days: int) -> str:
+    """The recipe, each value quoted for the shell it is pasted into."""
+    subj = subject(user, group)
     csr = f"socle-auditor-{user}"
     seconds = days * 86400
+    q = shlex.quote
+    key, req, crt, kc = (q(f"{user}.{ext}") for ext in ("key", "csr", "crt", "kubeconfig"))
     return f"""# Read-only access for auditor {user} (group {group}, bound to ClusterRole {AUDITOR_ROLE}).
 # The private key never leaves the auditor's machine; an administrator only signs the request.
 # With an OIDC identity provider instead, put the auditor in group {group} and go to step 4.
 
 # 1. Auditor: key and certificate request; the group is the certificate's O=.
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \\
-  -keyout {user}.key -out {user}.csr -subj "/CN={user}/O={group}"
+  -keyout {key} -out {req} -subj {q(subj)}
 
 # 2. Administrator: sign it with the cluster's client signer ({days} days); give back {user}.crt,
 #    cluster-ca.crt and cluster-server.txt.
@@ -30,25 +58,25 @@ spec:
   usages: [client auth]
   request: REQUEST
 CSR
-#    (replace REQUEST by the output of: base64 -w0 {user}.csr)
-kubectl certificate approve {csr}
-kubectl get csr {csr} -o jsonpath='{{.status.certificate}}' | base64 -d > {user}.crt
+#    (replace REQUEST by the output of: base64 -w0 {req})
+kubectl certificate approve {q(csr)}
+kubectl get csr {q(csr)} -o jsonpath='{{.status.certificate}}' | base64 -d > {crt}
 kubectl config view --minify --raw -o jsonpath='{{.clusters[0].cluster.certificate-authority-data}}' | base64 -d > cluster-ca.crt
 kubectl config view --minify -o jsonpath='{{.clusters[0].cluster.server}}' > cluster-server.txt
 
 # 3. Auditor: a kubeconfig of its own.
-kubectl --kubeconfig {user}.kubeconfig config set-cluster audited --server "$(cat cluster-server.txt)" \\
+kubectl --kubeconfig {kc} config set-cluster audited --server "$(cat cluster-server.txt)" \\
   --certificate-authority cluster-ca.crt --embed-certs
-kubectl --kubeconfig {user}.kubeconfig config set-credentials {user} --client-certificate {user}.crt \\
-  --client-key {user}.key --embed-certs
-kubectl --kubeconfig {user}.kubeconfig config set-context audit --cluster audited --user {user}
-kubectl --kubeconfig {user}.kubeconfig config use-context audit
+kubectl --kubeconfig {kc} config set-credentials {q(user)} --client-certificate {crt} \\
+  --client-key {key} --embed-certs
+kubectl --kubeconfig {kc} config set-context audit --cluster audited --user {q(user)}
+kubectl --kubeconfig {kc} config use-context audit
 
 # 4. Check that it is read-only and blind to Secrets, then audit.
-kubectl --kubeconfig {user}.kubeconfig auth can-i list configmaps --all-namespaces   # yes
-kubectl --kubeconfig {user}.kubeconfig auth can-i list secrets --all-namespaces      # no
-kubectl --kubeconfig {user}.kubeconfig auth can-i delete pods --all-namespaces       # no
-socle audit --live --kubeconfig {user}.kubeconfig --report-dir audit-report/
+kubectl --kubeconfig {kc} auth can-i list configmaps --all-namespaces   # yes
+kubectl --kubeconfig {kc} auth can-i list secrets --all-namespaces      # no
+kubectl --kubeconfig {kc} auth can-i delete pods --all-namespaces       # no
+socle audit --live --kubeconfig {kc} --report-dir audit-report/
 
 # Live host checks (postconf, nginx -T, SHOW ssl) also need `auditors.live_checks: true` in the stack,
 # which binds the separate {AUDITOR_EXEC_ROLE} role (exec into the kit's pods, nothing else).
