@@ -393,7 +393,8 @@ def _pulumi(stack: str, action: str, yes: bool) -> None:
         raise typer.Exit(EXIT_INVALID)
     ws = auto.LocalWorkspace(work_dir=str(root), env_vars=env)
     stack_obj = auto.Stack.create_or_select(st.name, ws)
-    printer = lambda line: out.print(line, markup=False, highlight=False, end="")
+    def printer(line: str) -> None:
+        out.print(line, markup=False, highlight=False, end="")
     if action == "preview":
         stack_obj.preview(on_output=printer)
     elif action == "up":

@@ -32,7 +32,7 @@ def test_new_lists_every_parameter_and_validates_once_filled(tmp_path):
     # Unfilled: every REQUIRED value is reported, nothing else.
     result = socle("validate", "ch-nord", cwd=root)
     assert result.returncode == 2
-    required_lines = [l for l in text.splitlines() if "# REQUIRED" in l and "(at least one)" not in l]
+    required_lines = [line for line in text.splitlines() if "# REQUIRED" in line and "(at least one)" not in line]
     assert result.stderr.count("required value missing") == len(required_lines) == 10
     doc = yaml.safe_load(text)
     params = doc["config"]["socle:params"]

@@ -139,7 +139,7 @@ def test_validate_cli_lists_problems_with_file_and_path_and_writes_nothing(tmp_p
     path = write_stack(tmp_path, mutated(DEMO, mutate))
     result = subprocess.run(["socle", "validate", str(path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2
-    lines = [l for l in result.stderr.splitlines() if l.startswith("Pulumi.broken.yaml:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Pulumi.broken.yaml:")]
     assert len(lines) == 2, result.stderr
     assert "Traceback" not in result.stderr
     out = tmp_path / "out"
