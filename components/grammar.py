@@ -17,6 +17,7 @@ not put there — whatever a loosened model let through — raises GrammarError 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -423,8 +424,34 @@ def check_parse_back(file: str, language: str, real_text: str, neutral_text: str
         raise GrammarError(file, f"parsed back, the file is not what the kit writes: {where}", _suspects(slots.values, where))
 
 
+_CHECKED: dict[str, str] = {}  # files already rendered and checked, by their exact inputs (validate, then build)
+_CHECKED_MAX = 1024
+
+
+def _cache_key(value: Any) -> Any:
+    if isinstance(value, Quoted):
+        return {"quoted": str(value)}  # never confused with the same text from a stack
+    if isinstance(value, Mapping):
+        return {"map": [[str(k), _cache_key(v)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_cache_key(v) for v in value]
+    return value
+
+
 def render_checked(file: str, template: str, language: str, **context: Any) -> str:
-    """Render a template of `language` with every value quoted by its filter, then parse it back (the net)."""
+    """Render a template of `language` with every value quoted by its filter, then parse it back (the net).
+    The same inputs give the same file: `socle validate` and the components' build share one check."""
+    key = json.dumps([file, template, language, _cache_key(context)], default=repr)
+    if key in _CHECKED:
+        return _CHECKED[key]
+    text = _render_checked(file, template, language, context)
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[key] = text
+    return text
+
+
+def _render_checked(file: str, template: str, language: str, context: Mapping[str, Any]) -> str:
     def render(ctx: Mapping[str, Any]) -> str:
         try:
             return _env.get_template(template).render(**ctx)
