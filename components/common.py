@@ -15,7 +15,9 @@ import pulumi_kubernetes as k8s
 
 from socle.constants import KIT, LABEL_BLOCK, PART_OF
 
-from .grammar import render_checked
+from .grammar import GrammarError, render_checked
+
+CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data the API server accepts in one ConfigMap
 
 COMPONENT = "app.kubernetes.io/component"
 NAME = "app.kubernetes.io/name"
@@ -263,6 +265,9 @@ def hashed_config_map(parent: pulumi.Resource, namespace: str, base: str, lbl: M
                       data: Mapping[str, str], annotations: Mapping[str, str] | None = None) -> str:
     """A ConfigMap named `<base>-<content hash>`; returns the name for the pods that mount it."""
     name = hashed_name(base, data)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
+    if size > CONFIGMAP_LIMIT:
+        raise GrammarError(f"ConfigMap {namespace}/{base}", f"{size} bytes: the API server accepts at most {CONFIGMAP_LIMIT}")
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(lbl)}
     if annotations:
         metadata["annotations"] = dict(annotations)

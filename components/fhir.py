@@ -86,6 +86,8 @@ def jdbc_url(host: str, port: int, database: str, ca_file: str) -> str:
     Parsed back: any other host, path or query option than the kit's aborts the render."""
     from urllib.parse import parse_qsl, quote, urlsplit
 
+    if not re.fullmatch(r"[A-Za-z0-9.-]+|[0-9a-fA-F:.]+", host):  # a host name or an IP address, nothing else
+        raise GrammarError("application.yaml", "the database host must be a host name or an IP address", [host])
     query = {"ssl": "true", "sslmode": "verify-full", "sslrootcert": ca_file}
     netloc = f"[{host}]" if ":" in host else host
     url = f"jdbc:postgresql://{netloc}:{port}/{quote(database, safe='')}?" + "&".join(
@@ -156,11 +158,12 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
             "annuaire_sante": {"base_url": ANNUAIRE_SANTE_FHIR, "api_key_env": "ESANTE_API_KEY"},
         },
     }
+    kit_placeholders = [access_format, data["hapi"]["fhir"]["logger"]["error_format"], "${DB_USERNAME}", "${DB_PASSWORD}"]
     return yaml_document("application.yaml", [
         f"Rendered by socle ({args.kit_version}) — HAPI FHIR JPA server (FHIR-01..04, TRACE-01/03, K8S-08).",
         "Credentials come from the environment (secretKeyRef), never from this file.",
         "FHIR-02 terminology server, FHIR-04/INS-01 FR Core validation, TRACE-01/02 access log: see hapi.fhir.",
-    ], data)
+    ], data, placeholders=kit_placeholders)
 
 
 def logback_xml(kit_version: str, udp_port: int = FORWARDER_UDP_PORT) -> str:

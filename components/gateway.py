@@ -110,8 +110,10 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         "trust_bundle": f"{p['trust_bundle']}/ca.crt",
         "crl": f"{p['crl']}/crl.pem",
     }
-    routes = [{**r.model_dump(), "zone": r.name.replace("-", "_"), "upstream": (upstreams or {}).get(r.name, r.upstream)}
-              for r in args.routes]
+    # Every NGINX argument is passed whole to its filter (a quoted piece inside a word would not be one argument).
+    routes = [{**r.model_dump(), "zone_spec": f"zone=api_{r.name.replace('-', '_')}:10m",
+               "zone_ref": f"zone=api_{r.name.replace('-', '_')}", "rate": f"rate={r.rate_per_second}r/s",
+               "upstream": (upstreams or {}).get(r.name, r.upstream)} for r in args.routes]
     auth = auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}"
     return render_checked(
         "nginx.conf", "nginx.conf.j2", "nginx",

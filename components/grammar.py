@@ -334,13 +334,14 @@ def _sh_tree(text: str) -> Any:
 
 
 def _xml_tree(text: str) -> Any:
+    parser = ET.XMLParser(target=ET.TreeBuilder(insert_comments=True, insert_pis=True))
     try:
-        root = ET.fromstring(text)
+        root = ET.fromstring(text, parser=parser)
     except ET.ParseError as exc:
         raise GrammarError("XML", f"does not parse: {exc}") from None
 
     def tree(e: ET.Element) -> Any:
-        return (e.tag, sorted(e.attrib.items()), (e.text or "").strip(), [tree(c) for c in e])
+        return (str(e.tag), sorted(e.attrib.items()), (e.text or "").strip(), (e.tail or "").strip(), [tree(c) for c in e])
 
     return tree(root)
 
@@ -492,8 +493,23 @@ def toml_document(file: str, header: Sequence[str], items: Sequence[tuple[str, A
     return text
 
 
-def yaml_document(file: str, header: Sequence[str], data: Mapping[str, Any]) -> str:
-    """A YAML file written by PyYAML's safe dumper (keys in the given order), parsed back by the safe loader."""
+def _leaves(tree: Any) -> list[str]:
+    if isinstance(tree, Mapping):
+        return [s for k, v in tree.items() for s in [str(k), *_leaves(v)]]
+    if isinstance(tree, (list, tuple)):
+        return [s for v in tree for s in _leaves(v)]
+    return [tree] if isinstance(tree, str) else []
+
+
+def yaml_document(file: str, header: Sequence[str], data: Mapping[str, Any], *, placeholders: Sequence[str] = ()) -> str:
+    """A YAML file written by PyYAML's safe dumper (keys in the given order), parsed back by the safe loader.
+
+    Spring Boot reads a second language inside YAML strings: `${name}` is replaced by a property or an environment
+    variable (a password, for one). Only the strings in `placeholders`, written by the kit, may hold `${`."""
+    smuggled = [s for s in _leaves(data) if "${" in s and s not in placeholders]
+    if smuggled:
+        raise GrammarError(file, "a Spring `${...}` placeholder would be expanded in a value the kit did not write "
+                           f"({smuggled[0][:120]!r})", smuggled)
     head = "".join(f"# {comment(line)}\n" for line in header)
     text = head + yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
     if yaml.safe_load(text) != data:

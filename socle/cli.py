@@ -15,8 +15,9 @@ from . import __version__
 from .stackfile import StackError, display, load, project_root, resolve
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="socle: the ANS digital-health target architecture as code.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# emoji off: `:x:` in a key path or a value stays text.
+out = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 EXIT_INVALID = 2
 
@@ -115,11 +116,16 @@ def new(
         err.print(f"stack name {name!r} must be lower-case letters, digits and '-'", markup=False)
         raise typer.Exit(EXIT_INVALID)
     _, path = resolve(name)
-    if path.exists():
+    if os.path.lexists(path):  # a dangling symlink too: never written through
         err.print(f"{display(path)} already exists; refusing to overwrite it", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(stack_file(bps[blueprint], name), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8") as fh:  # O_EXCL: fails rather than follow a link created meanwhile
+            fh.write(stack_file(bps[blueprint], name))
+    except OSError as exc:
+        err.print(f"socle new: cannot create {display(path)}: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     out.print(f"created {display(path)}: fill in the values marked REQUIRED, then run `socle validate {name}`")
 
 

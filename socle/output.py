@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import itertools
 import os
 import re
 import shutil
@@ -110,6 +111,13 @@ def _protected(real: Path) -> str | None:
 
 def check_target(out: Path) -> None:
     """Refuse a symlink, a protected directory or a non-directory as an output directory (nothing is written)."""
+    parts = [p for p in out.parts if p != out.anchor]
+    leading = len(parts) - len(list(itertools.dropwhile(lambda p: p == "..", parts)))
+    if ".." in parts[leading:]:
+        # `a/missing/..` is `a` for the kit's path arithmetic but an error, or another directory through a link,
+        # for the system: never guess which directory is meant.
+        raise OutputError(f"{out}: a '..' after a directory name is ambiguous (a missing directory or a link on the "
+                          "way changes where it leads); name the directory directly")
     link = _symlink_in_path(out)
     if link is not None:
         shown = out if link == Path(os.path.abspath(out)) else link
@@ -158,16 +166,21 @@ def marker_listing(text: str) -> set[str] | None:
     return {line for line in lines[lines.index(LIST_HEADER) + 1:] if line.strip()}
 
 
+# The path the render gives an object: `<namespace or _cluster>/<kind>-<name>.yaml` (socle.render.object_path).
+_OBJECT_FILE = re.compile(r"(_cluster|[a-z0-9]([-a-z0-9]*[a-z0-9])?)/[a-z]+-[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.yaml")
+
+
 def legacy_render_files(out: Path) -> set[str]:
-    """What a render made before markers listed their files wrote: the objects its kustomization.yaml lists,
-    kustomization.yaml and secrets-required.yaml."""
+    """What a render made before markers listed their files wrote: kustomization.yaml, secrets-required.yaml and
+    the objects its kustomization.yaml lists that have the render's own file names. A resource a user added to
+    kustomization.yaml (a patch beside the render) is not the kit's, so it is never deleted without --force."""
     import yaml
 
     listed = {"kustomization.yaml", "secrets-required.yaml"}
     with contextlib.suppress(OSError, ValueError, yaml.YAMLError):
         doc = yaml.safe_load((out / "kustomization.yaml").read_text(encoding="utf-8"))
         if isinstance(doc, dict) and isinstance(doc.get("resources"), list):
-            listed |= {r for r in doc["resources"] if isinstance(r, str)}
+            listed |= {r for r in doc["resources"] if isinstance(r, str) and _OBJECT_FILE.fullmatch(r)}
     return listed
 
 

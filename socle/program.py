@@ -44,4 +44,9 @@ def run() -> None:
     bp, model, problems = validate_config(raw, stack_file)
     if problems or bp is None or model is None:
         raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(str(p) for p in problems))
-    bp.build(model)
+    from components.grammar import GrammarError
+
+    try:
+        bp.build(model)
+    except GrammarError as exc:  # a file or object the validation could not foresee: one sentence, no traceback
+        raise pulumi.RunError(f"invalid stack configuration: {stack_file}: {exc}") from None

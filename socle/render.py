@@ -25,7 +25,6 @@ from .stackfile import Stack, pulumi_config
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MARKER = ".socle-render"
 CLUSTER_DIR = "_cluster"
-CONFIGMAP_LIMIT = 1024 * 1024  # bytes of data the API server accepts in one ConfigMap
 
 
 class RenderError(Exception):
@@ -163,9 +162,6 @@ def run_under_mocks(program: Callable[[], Any], stack_name: str = "test", config
             raise RenderError(f"secret value would be written in {kind} {meta.get('namespace')}/{meta.get('name')}")
         if not obj.get("metadata", {}).get("name"):
             raise RenderError(f"{kind} registered without metadata.name: every object needs an explicit, stable name")
-        if kind == "ConfigMap" and sum(len(k) + len(str(v).encode()) for k, v in (obj.get("data") or {}).items()) > CONFIGMAP_LIMIT:
-            meta = obj["metadata"]
-            raise RenderError(f"ConfigMap {meta.get('namespace')}/{meta['name']} would exceed the API server's 1 MiB limit")
         objects.append(obj)
     return Rendered(objects=objects, secrets=secrets, secret_values=list(mocks.secret_values))
 

@@ -24,7 +24,13 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.path}: {self.message}"
+        return _visible(f"{self.file}:{self.path}: {self.message}")
+
+
+def _visible(text: str) -> str:
+    """Control characters (terminal escapes, line breaks) shown as escapes: a key or a value from a stack file
+    never moves the reader's cursor, clears the screen or starts a line of its own."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class StackError(Exception):
@@ -173,10 +179,22 @@ def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel
         from components.grammar import GrammarError
 
         try:
-            bp.config_files(params)
+            files = bp.config_files(params)
         except GrammarError as exc:
+            files = {}
             for path in value_paths(params.model_dump(), exc.values) or [""]:
                 add(f"{prefix}.{path}" if path else prefix, f"cannot be written in {exc.file}: {exc.detail}")
+        # A block's files are spread over its ConfigMaps: together under the API server's limit, each one is.
+        from components.common import CONFIGMAP_LIMIT
+
+        blocks: dict[str, list[tuple[int, str]]] = {}
+        for name, text in files.items():
+            blocks.setdefault(name.split("/", 1)[0], []).append((len(name.encode()) + len(text.encode()), name))
+        for block, sizes in sorted(blocks.items()):
+            if sum(s for s, _ in sizes) > CONFIGMAP_LIMIT:
+                size, name = max(sizes)
+                add(prefix, f"the {block} configuration would not fit in its ConfigMaps (1 MiB each): {name} alone is "
+                            f"{size} bytes; shorten the lists that fill it")
     return bp, (params if not problems else None), problems
 
 

@@ -64,6 +64,17 @@ def test_control_fails_on_its_violation_naming_the_object(control_id):
     assert result.status == "fail"
 
 
+@pytest.mark.parametrize("size", ["0", "00", "0k"])
+def test_gw06_fails_on_any_zero_body_limit(size):
+    """NGINX reads `client_max_body_size 00` as 0: no limit at all (checked with nginx 1.22: a 3 MB body passes)."""
+    from tests.audit_fixtures import Fixture, _nginx
+
+    fixture = Fixture("demo", f"client_max_body_size {size}", _nginx("client_max_body_size 10m;", f"client_max_body_size {size};"))
+    ev, ctx = evidence(build(fixture), "demo")
+    failures = [f for f in by_id()["GW-06"].check(ev, ctx) if f.status == "fail"]
+    assert failures and "no request body limit" in failures[0].reason
+
+
 @pytest.mark.parametrize("control_id", CHECKED)
 def test_control_passes_where_the_rule_is_met(control_id):
     fixture = passing(control_id)

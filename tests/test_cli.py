@@ -57,6 +57,23 @@ def test_new_refuses_to_overwrite(tmp_path):
     assert socle("new", "hopital", "x", cwd=root).returncode == 2
 
 
+def test_new_never_writes_through_a_dangling_link_nor_prints_a_traceback(tmp_path):
+    root = project(tmp_path)
+    target = tmp_path / "elsewhere.yaml"
+    (root / "stacks" / "Pulumi.lnk.yaml").symlink_to(target)
+    result = socle("new", "etablissement", "lnk", cwd=root)
+    assert result.returncode == 2 and "refusing to overwrite" in result.stderr and not target.exists()
+    import unittest.mock as mock
+
+    from typer.testing import CliRunner
+
+    from socle.cli import app
+
+    with mock.patch("builtins.open", side_effect=PermissionError(13, "Permission denied")):
+        res = CliRunner().invoke(app, ["new", "etablissement", "ro", ], catch_exceptions=False)
+    assert res.exit_code == 2 and "cannot create" in res.output and "Traceback" not in res.output
+
+
 def test_list_shows_blueprints_with_versions_and_stacks():
     result = socle("list")
     assert result.returncode == 0

@@ -200,9 +200,53 @@ def test_net_catches_an_rsyslog_action_injected_in_a_string(monkeypatch):
     assert target.host in exc.value.values
 
 
+@pytest.mark.parametrize("host", ["fe80::1%x;sslmode=disable", 'fe80::1%"x', "fe80::1%a:5432,${db_password}.evil.example:5432,x"])
+def test_database_host_refuses_an_ipv6_zone(host):
+    config = copy.deepcopy(PROD)
+    config["socle:params"]["fhir"]["database"]["host"] = host
+    _, _, problems = validate_config(config, "x.yaml")
+    assert [p.path for p in problems] == ["config.socle:params.fhir.database.host"]
+
+
+@pytest.mark.parametrize("path,value", [
+    ("fhir.database.host", "db.example.fr,${db_password}.evil.example"),
+    ("fhir.terminology_server", "https://smt.example.fr/${esante_api_key}"),
+])
+def test_a_loosened_model_cannot_smuggle_a_spring_placeholder(path, value):
+    """HAPI is a Spring Boot application: `${DB_PASSWORD}` in a value would be replaced by the password."""
+    params = loosened(params_of(PROD), path, value)
+    with pytest.raises(GrammarError) as exc:
+        BP.config_files(params)
+    assert exc.value.file == "application.yaml"
+    assert value_paths(params.model_dump(), exc.value.values) == [path]
+
+
+@pytest.mark.parametrize("path,value", [
+    ("auditors.group", "kubeadm:cluster-admins"), ("gateway.apis[0].max_body", "00"), ("fhir.memory", "0Gi"),
+    ("relay.next_hop", "[999.999.999.999]:25"), ("relay.next_hop", "[mx.example.fr]:0"), ("relay.next_hop", "[.......]"),
+    ("hosting.region_label", "a" * 254 + "/region"), ("fhir.database.network", "fe80::%a/64"),
+])
+def test_values_that_mean_something_else_to_the_program_are_refused(path, value):
+    config = copy.deepcopy(PROD if path.startswith("fhir.database") else DEMO)
+    _set(config["socle:params"], path, value)
+    _, _, problems = validate_config(config, "x.yaml")
+    assert "config.socle:params." + path in {p.path for p in problems}
+
+
+def test_production_refuses_sessions_over_a_day_and_external_apis_named_like_built_in_flows():
+    config = copy.deepcopy(PROD)
+    config["socle:params"]["gateway"]["session_lifetime"] = "9999h"
+    _set(config["socle:params"], "gateway.apis[1]", {"name": "oauth2-proxy", "host": "app.chu-exemple.fr", "owner_group": "dsi",
+                                                     "sensitivity": "sensitive", "backend": None, "service": "app",
+                                                     "namespace": "apps", "port": 8080})
+    _, _, problems = validate_config(config, "x.yaml")
+    paths = {p.path for p in problems}
+    assert {"config.socle:params.gateway.session_lifetime", "config.socle:params.gateway.apis[1].name"} <= paths, paths
+
+
 def test_a_loosened_model_still_cannot_rewrite_the_database_url():
     params = loosened(params_of(PROD), "fhir.database.host", "db.example.fr:5432/hapi?sslmode=disable&x=")
-    with pytest.raises(GrammarError, match="database URL") as exc:
+    with pytest.raises(GrammarError, match="database (URL|host)") as exc:
         BP.config_files(params)
     assert value_paths(params.model_dump(), exc.value.values) == ["fhir.database.host"]
 
@@ -388,3 +432,30 @@ def test_every_string_parameter_refuses_a_trailing_newline_and_a_huge_value(suff
         if "config.socle:params." + path not in {p.path for p in problems}:
             accepted.append(path)
     assert accepted == []
+
+
+def test_lists_too_long_for_a_configmap_are_refused_before_anything_is_rendered():
+    """5 000 long domains and a long next hop: validate refuses, naming the file that fills the ConfigMap (the
+    render and the Pulumi program would otherwise send an object the API server refuses)."""
+    config = copy.deepcopy(DEMO)
+    label = "d" * 60
+    config["socle:params"]["relay"]["authorized_domains"] = [f"{label}.{label}.{label}.m{i:04d}.fr" for i in range(5000)]
+    config["socle:params"]["relay"]["next_hop"] = f"[{label}.{label}.{label}.{label[:50]}.fr]:25"
+    _, _, problems = validate_config(config, "x.yaml")
+    assert any("relay configuration would not fit" in p.message and "relay/maps/" in p.message for p in problems), problems
+
+
+def test_no_configmap_over_the_api_limit_is_ever_registered():
+    """Behind the validation, the component helper itself refuses a ConfigMap the API server would refuse."""
+    import pulumi
+
+    from components.common import hashed_config_map
+    from socle.render import run_under_mocks
+
+    class Parent(pulumi.ComponentResource):
+        def __init__(self):
+            super().__init__("socle:test:Parent", "p")
+            hashed_config_map(self, "ns", "big", {}, {"a": "x" * (1024 * 1024)})
+
+    with pytest.raises(GrammarError, match="at most 1048576"):
+        run_under_mocks(Parent)

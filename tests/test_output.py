@@ -156,6 +156,36 @@ def test_a_render_made_before_markers_listed_files_is_replaced_without_force(pre
     assert (previous / "stale.yaml").read_text() == "old"
 
 
+def test_a_user_resource_listed_in_an_old_kustomization_is_not_taken_for_the_kits(previous):
+    """Adding one's own patch to kustomization.yaml is the kustomize way: an old marker (no file list) does not make
+    that file the kit's to delete."""
+    import yaml
+
+    (previous / MARKER).write_text("socle render of stack demo (etablissement 1.0.0)\n")
+    kustomization = yaml.safe_load((previous / "kustomization.yaml").read_text())
+    kustomization["resources"].append("my-own-patch.yaml")
+    (previous / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    (previous / "my-own-patch.yaml").write_text("mine")
+    with pytest.raises(RenderError, match="my-own-patch.yaml"):
+        write(previous, demo_files())
+    assert (previous / "my-own-patch.yaml").read_text() == "mine"
+
+
+def test_a_dot_dot_after_a_name_is_refused_before_anything_is_touched(tmp_path):
+    """`precious/missing/..` is `precious` for path arithmetic: it must never replace (and empty) `precious`."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "a.txt").write_text("keep")
+    for out in (precious / "missing" / "..", precious / "a.txt" / ".."):
+        with pytest.raises(RenderError, match="ambiguous"):
+            write(out, demo_files())
+    res = socle("render", "demo", "--out", str(precious / "missing" / ".."))
+    assert res.returncode == 2 and "ambiguous" in res.stderr and "Traceback" not in res.stderr
+    res = socle("audit", "--render", "demo", "--report-dir", str(precious / "new" / ".."))
+    assert res.returncode == 2 and "ambiguous" in res.stderr
+    assert sorted(p.name for p in precious.iterdir()) == ["a.txt"] and (precious / "a.txt").read_text() == "keep"
+
+
 # --- refused targets ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", ["symlink", "symlinked-parent", "dot", "file"])

@@ -36,8 +36,8 @@ _HOST = re.compile(rf"(?=.{{1,253}}\Z){_HOST_NAME}")
 _IMAGE = re.compile(
     r"(?P<repo>[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+)(:(?P<tag>[A-Za-z0-9._-]{1,128}))?(@sha256:(?P<digest>[0-9a-f]{64}))?"
 )
-_SIZE = re.compile(r"[0-9]{1,6}(Ki|Mi|Gi|Ti)")
-_BODY = re.compile(r"[0-9]{1,6}[km]?")
+_SIZE = re.compile(r"[1-9][0-9]{0,5}(Ki|Mi|Gi|Ti)")
+_BODY = re.compile(r"[1-9][0-9]{0,5}[km]?")  # never 0: `client_max_body_size 0` (or 00) means no limit
 _CRON = r"[0-9A-Za-z*/,?-]{1,20}( [0-9A-Za-z*/,?-]{1,20}){4}"
 # URL path and query: RFC 3986 unreserved characters, '/', '%', and the sub-delimiters a URL of a list or a CRL
 # needs; never a quote, a blank, '$', '`', ';', '(' or ')'.
@@ -47,7 +47,7 @@ _CRL_URL = re.compile(rf"https?://{_HOST_NAME}(:[0-9]{{1,5}})?/[A-Za-z0-9._~%/+=
 _LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_KEY = re.compile(rf"(({_LABEL}\.)*{_LABEL}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?")
 _CSI_DRIVER = re.compile(r"(?=.{1,63}\Z)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-_NEXT_HOP = re.compile(rf"(\[{_HOST_NAME}\]|\[[0-9.]{{7,15}}\]|{_HOST_NAME})(:[0-9]{{1,5}})?")
+_NEXT_HOP = re.compile(rf"(?P<host>\[{_HOST_NAME}\]|\[[0-9.]{{7,15}}\]|{_HOST_NAME})(:(?P<port>[0-9]{{1,5}}))?")
 _GROUP = re.compile(r"[A-Za-z0-9]([A-Za-z0-9:._@-]{0,126}[A-Za-z0-9])?")
 
 
@@ -70,6 +70,30 @@ def _text(v: str) -> str:
     return v
 
 
+def _next_hop(v: str) -> str:
+    m = _NEXT_HOP.fullmatch(v) if len(v) <= 260 else None
+    if not m:
+        raise ValueError("must be host, [host], host:port or [host]:port")
+    host = m.group("host").strip("[]")
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv4 address") from None
+    if m.group("port") is not None and not 1 <= int(m.group("port")) <= 65535:
+        raise ValueError("the port must be between 1 and 65535")
+    return v
+
+
+def _label_key(v: str) -> str:
+    """A Kubernetes label key (also the form of StorageClass parameter names): [prefix/]name, prefix a DNS
+    subdomain of at most 253 characters, name at most 63."""
+    prefix, _, name = v.rpartition("/")
+    if not _LABEL_KEY.fullmatch(v) or len(prefix) > 253 or len(name) > 63:
+        raise ValueError("must be a Kubernetes label key: [DNS-subdomain prefix (at most 253)/]name (at most 63)")
+    return v
+
+
 def _image(v: str) -> str:
     m = _IMAGE.fullmatch(v)
     if not m or len(v) > 255:
@@ -84,6 +108,8 @@ def _image(v: str) -> str:
 
 
 def _cidr(v: str) -> str:
+    if "%" in v:
+        raise ValueError("a network with an IPv6 zone (%...) is not accepted")
     try:
         ipaddress.ip_network(v, strict=True)
     except ValueError as exc:
@@ -97,6 +123,8 @@ def _db_host(v: str) -> str:
     except ValueError:
         ip = None
     if ip is not None:
+        if "%" in v:  # an IPv6 zone ("scope id") is free text: it would carry anything into the JDBC URL
+            raise ValueError("an IPv6 address with a zone (%...) is not accepted; give a routable address or a host name")
         if str(ip) != v:
             raise ValueError(f"write the IP address in its canonical form ({ip})")
         return v
@@ -111,9 +139,15 @@ def _ins_system(v: str) -> str:
     return v
 
 
+# Groups that Kubernetes or its installers bind to powerful roles (kubeadm >= 1.29 binds kubeadm:cluster-admins
+# to cluster-admin): an auditor's certificate must never carry one.
+RESERVED_GROUP_PREFIXES = ("system:", "kubeadm:")
+
+
 def _auditors_group(v: str) -> str:
-    if v.lower().startswith("system:"):
-        raise ValueError("K8S-10: system: groups belong to Kubernetes itself; name a group of your own")
+    if v.lower().startswith(RESERVED_GROUP_PREFIXES):
+        raise ValueError(f"K8S-10: groups starting with {' or '.join(RESERVED_GROUP_PREFIXES)} belong to Kubernetes and "
+                         "its installers (some are bound to cluster-admin); name a group of your own")
     if not _GROUP.fullmatch(v):
         raise ValueError("must be a plain group name: letters, digits and ':._@-', at most 128 characters")
     return v
@@ -157,7 +191,7 @@ class Hosting(Strict):
     provider_profile: Literal["generic-csi", "scaleway-sbs", "ceph-rbd"] = Field(
         default="generic-csi", description="Storage profile: generic CSI, Scaleway Block Storage, on-premise Ceph RBD"
     )
-    region_label: Annotated[str, _full(_LABEL_KEY, "must be a Kubernetes label key", 316)] = Field(
+    region_label: Annotated[str, AfterValidator(_label_key)] = Field(
         default="topology.kubernetes.io/region", description="Node label holding the region")
     regions: list[Region] = Field(
         default_factory=lambda: [Region(name="fr-par", country="FR")], min_length=1, max_length=10,
@@ -168,7 +202,7 @@ class Hosting(Strict):
 class GenericCsi(Strict):
     provisioner: Annotated[str, _full(_CSI_DRIVER, "must be a CSI driver name (DNS subdomain, at most 63 characters)", 63)] = Field(
         default="csi.example.invalid", description="CSI driver name")
-    parameters: dict[Annotated[str, _full(_LABEL_KEY, "must be a StorageClass parameter name", 316)], Annotated[str, Field(max_length=1024), AfterValidator(_text)]] = Field(
+    parameters: dict[Annotated[str, AfterValidator(_label_key)], Annotated[str, Field(max_length=1024), AfterValidator(_text)]] = Field(
         default_factory=dict, max_length=32, description="StorageClass parameters of the driver")
     encrypted: bool = Field(default=True, description="The driver encrypts volumes at rest with these parameters (HDS-04)")
     snapshot_driver: Annotated[str, _full(re.compile(rf"({_CSI_DRIVER.pattern})?"), "must be a CSI driver name or empty", 63)] = Field(
@@ -341,7 +375,7 @@ class Relay(Strict):
         description="MSS-06: SHA-256 fingerprints of the organisation certificates allowed to relay "
                     "(`openssl x509 -noout -fingerprint -sha256`); remove one to revoke it",
     )
-    next_hop: Annotated[str, _full(_NEXT_HOP, "must be host, [host], host:port or [host]:port", 260)] | None = Field(
+    next_hop: Annotated[str, AfterValidator(_next_hop)] | None = Field(
         default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
     queue_size: Size = "5Gi"
     mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
@@ -358,7 +392,9 @@ class Auditors(Strict):
     live_checks: bool = Field(default=False, description="Also grant the group exec into the kit's pods for live host checks")
 
 
-BLOCKS = ("gateway", "fhir", "mss", "audit")  # one namespace each: `<short_name>-<block>`
+BLOCKS = ("gateway", "fhir", "mss", "audit")
+# The gateway's own egress flows are NetworkPolicies `allow-gateway-to-<name>`: an external API may not take one.
+RESERVED_API_NAMES = ("oauth2-proxy", "fhir", "auditlog", "crl")  # one namespace each: `<short_name>-<block>`
 
 
 class Params(Strict):
@@ -400,6 +436,10 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
     """(key path, message) for everything the production profile refuses; also dev-profile hard errors."""
     out: list[tuple[str, str]] = []
     # Checks that hold for every profile.
+    for i, api in enumerate(p.gateway.apis):
+        if api.backend is None and api.name in RESERVED_API_NAMES:
+            out.append((f"gateway.apis[{i}].name", f"'{api.name}' names one of the gateway's own flows "
+                        f"(NetworkPolicy allow-gateway-to-{api.name}); choose another name"))
     for block in BLOCKS:
         name = p.namespace(block)
         if len(name) > 63:
@@ -427,6 +467,9 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
             out.append((f"gateway.apis[{i}].mtls", f"API-01: sensitive route '{api.name}' must verify client certificates"))
     if p.gateway.hsts_max_age < HSTS_MIN_MAX_AGE:
         out.append(("gateway.hsts_max_age", f"TLS-03: HSTS max-age below {HSTS_MIN_MAX_AGE} is refused in production"))
+    lifetime = p.gateway.session_lifetime
+    if int(lifetime[:-1]) * (3600 if lifetime.endswith("h") else 60) > 24 * 3600:
+        out.append(("gateway.session_lifetime", "API-04: a browser session longer than 24 h is refused in production"))
     if p.audit.retention_days < RETENTION_FLOOR_DAYS:
         out.append(("audit.retention_days", f"TRACE-01: retention below {RETENTION_FLOOR_DAYS} days is refused in production"))
     if p.gateway.replicas < 2:

@@ -245,7 +245,7 @@ def gw_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             name = s.value("server_name")
             size = s.value("client_max_body_size") or (http.value("client_max_body_size") if http else None)
             m = _SIZE.match(size or "")
-            if not m or m.group(1) == "0":
+            if not m or int(m.group(1)) == 0:  # 0, 00, ...: NGINX reads any zero as "no limit"
                 problems.append(f"{name}: no request body limit (client_max_body_size {size or 'unset'})")
             for loc in _business_locations(s):
                 lim = loc.first("limit_req") or s.first("limit_req")
