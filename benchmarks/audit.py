@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -17,6 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import write_results  # noqa: E402
 
 from socle.audit import runner  # noqa: E402
 from socle.audit.evidence import Evidence  # noqa: E402
@@ -60,12 +59,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         results[f"x{n}"] = {"objects": len(objs), "findings": sum(len(r.findings) for r in audit.results),
                             "seconds_median": round(statistics.median(times), 3), "runs": RUNS}
-    out = {"python": platform.python_version(), "machine": platform.machine(),
-           "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "scales": results}
-    target = ROOT / "benchmarks" / "results" / "audit.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("audit", scales=results)
 
 
 if __name__ == "__main__":

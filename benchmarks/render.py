@@ -4,9 +4,6 @@ Run:  .venv/bin/python benchmarks/render.py   (writes benchmarks/results/render.
 """
 from __future__ import annotations
 
-import json
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -14,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import write_results  # noqa: E402
 
 from socle.render import render_files, run_program  # noqa: E402
 from socle.stackfile import load  # noqa: E402
@@ -38,16 +37,7 @@ def main() -> None:
             "seconds_min": round(min(times), 3),
             "runs": RUNS,
         }
-    out = {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "stacks": results,
-    }
-    target = ROOT / "benchmarks" / "results" / "render.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("render", stacks=results)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ Run:  .venv/bin/python benchmarks/safety.py   (writes benchmarks/results/safety.
 """
 from __future__ import annotations
 
-import json
-import platform
 import statistics
 import sys
 import time
@@ -21,6 +19,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import write_results  # noqa: E402
 
 from components import grammar  # noqa: E402
 from socle.render import run_program  # noqa: E402
@@ -64,12 +64,7 @@ def main() -> None:
             "render_program_s": round(program, 3),
             "net_share_of_render": round((checked - unchecked) / program, 3),
         }
-    out = {"python": platform.python_version(), "machine": platform.machine(),
-           "postfix_parsers": bool(grammar._postfix_program("postconf")), "runs": RUNS, "stacks": results}
-    target = ROOT / "benchmarks" / "results" / "safety.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out, indent=2))
+    write_results("safety", postfix_parsers=bool(grammar._postfix_program("postconf")), runs=RUNS, stacks=results)
 
 
 if __name__ == "__main__":
