@@ -34,16 +34,6 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
-def pytest_addoption(parser):
-    group = parser.getgroup("socle", "socle auditors' suite (tests/infra)")
-    group.addoption("--evidence", default="render:demo",
-                    help="render:STACK | snapshot:FILE | live | live:CONTEXT (default: render:demo)")
-    group.addoption("--stack", default=None, help="stack file whose profile, waivers and evidence apply (snapshot/live)")
-    group.addoption("--kubeconfig", default=None, help="kubeconfig for --evidence live")
-    group.addoption("--profile", default=None, choices=("dev", "production"), help="judge against this profile")
-    group.addoption("--as-of", default=None, help="date YYYY-MM-DD for waiver expiry (default: today)")
-
-
 _cache: dict[str, tuple[Stack, Rendered, dict[str, str]]] = {}
 
 
