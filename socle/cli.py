@@ -379,6 +379,48 @@ def audit_log_verify(
     raise typer.Exit(1 if problems else 0)
 
 
+audit_report = typer.Typer(help="Sign an audit report bundle, and verify a signed one.", no_args_is_help=True)
+app.add_typer(audit_report, name="audit-report")
+
+
+@audit_report.command("sign")
+def audit_report_sign(
+    directory: Path = typer.Argument(..., help="The report directory (socle audit --report-dir)"),
+    key: Path = typer.Option(..., "--key", help="The auditor's private key (PEM)"),
+    cert: Path = typer.Option(..., "--cert", help="The auditor's certificate (PEM)"),
+) -> None:
+    """Write MANIFEST.sha256 and its detached CMS signature (MANIFEST.sha256.p7s) in DIRECTORY."""
+    from .audit.signing import SigningError, sign
+
+    try:
+        manifest, signature = sign(directory, key, cert)
+    except (SigningError, OSError) as exc:
+        err.print(f"socle audit-report sign: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out.print(f"signed: {manifest} and {signature}; check with: socle audit-report verify {directory} --ca CA.pem",
+              markup=False, highlight=False)
+
+
+@audit_report.command("verify")
+def audit_report_verify(
+    directory: Path = typer.Argument(..., help="A signed report directory"),
+    ca: Optional[Path] = typer.Option(None, "--ca", help="Trust anchor of the auditors' certificates (PEM)"),
+) -> None:
+    """Check every file against the signed manifest and the signature against --ca: exit 0 only when all hold."""
+    from .audit.signing import SigningError, verify
+
+    try:
+        result = verify(directory, ca)
+    except (SigningError, OSError, ValueError) as exc:
+        err.print(f"socle audit-report verify: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    for problem in result.problems:
+        out.print(f"NOT VERIFIED {problem}", markup=False, highlight=False)
+    if result.verified:
+        out.print(f"{directory}: verified — every file as signed by {result.signer}, trusted by {ca}", markup=False)
+    raise typer.Exit(0 if result.verified else 1)
+
+
 def _pulumi(stack: str, action: str, yes: bool) -> None:
     st = _load(stack)
     if shutil.which("pulumi") is None:
