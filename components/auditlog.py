@@ -1,10 +1,29 @@
-"""Audit log: rsyslog aggregator over mutual TLS, JSON lines on an encrypted volume, sealed SHA-256 chain."""
+"""Audit log: rsyslog aggregator over mutual TLS, JSON lines on an encrypted volume, sealed by a keyed chain.
+
+The seal (TRACE-04) is HMAC-SHA256 chained: each closed daily file, and a heartbeat at every run, is appended to
+`chain.sha256` with LINK = HMAC(key, "PREV_LINK FIELDS\n") (format in templates/seal.sh.j2). The key lives in a
+Secret (`seal_key_secret`, key `key`, 32 to 64 bytes) mounted into the `seal` container only: the rsyslog container
+that writes the files — the part exposed to the network — never sees it, and the pod does not share its process
+namespace, so a compromised writer can delete or truncate the chain but cannot write a link that verifies.
+
+HMAC method: the seal runs in the kit's tools image (alpine), whose base has busybox but not the `openssl` command
+(only the libraries); rather than assume another image's contents, seal.sh computes HMAC-SHA256 by its definition,
+sha256((K^opad) || sha256((K^ipad) || m)), with busybox applets only: `od` reads the key's bytes, shell arithmetic
+XORs the pads, `printf` octal escapes write the binary blocks and `sha256sum` hashes them.
+
+Truncation: every run appends a heartbeat even when nothing is new, and the seal remembers its last link in a
+volume of its own (`seal-state`, an emptyDir that survives container restarts): when the chain's tail is not that
+link — lines removed, the chain deleted or replaced — it appends an `alarm` entry. `socle audit-log verify`
+reports alarms, a last heartbeat older than the tolerance (lines removed since), files sealed late (a chain
+rebuilt by the seal after a deletion) and every link that the key does not reproduce.
+"""
 from __future__ import annotations
 
 from typing import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANN_REQUIREMENTS, LABEL_DATA, RETENTION_FLOOR_DAYS, TLS12_AEAD_SUITES, TLS13_SUITES
@@ -29,6 +48,9 @@ from .common import (
 
 SYSLOG_TLS_PORT = 6514
 DATA_DIR = "/var/lib/socle/audit"
+SEAL_KEY_DIR = "/etc/socle/seal-key"
+SEAL_KEY_FILE = f"{SEAL_KEY_DIR}/key"
+SEAL_STATE_DIR = "/var/lib/socle/seal-state"
 
 
 class AuditLogArgs(BaseModel):
@@ -44,6 +66,8 @@ class AuditLogArgs(BaseModel):
     region_label: str
     regions: Sequence[str]
     seal_interval_seconds: int = 3600
+    seal_key_secret: str = "auditlog-seal-key"
+    generate_seal_key: bool = False
     protect: bool = False
     service_account: str = "auditlog"
 
@@ -66,8 +90,10 @@ def aggregator_conf(kit_version: str, *, listen_address: str = "0.0.0.0", port: 
     )
 
 
-def seal_script(kit_version: str, retention_days: int, data_dir: str = DATA_DIR) -> str:
-    return render_checked("seal.sh", "seal.sh.j2", "sh", kit_version=kit_version, retention_days=retention_days, data_dir=data_dir)
+def seal_script(kit_version: str, retention_days: int, data_dir: str = DATA_DIR, key_file: str = SEAL_KEY_FILE,
+                state_dir: str = SEAL_STATE_DIR) -> str:
+    return render_checked("seal.sh", "seal.sh.j2", "sh", kit_version=kit_version, retention_days=retention_days,
+                          data_dir=data_dir, key_file=key_file, state_dir=state_dir)
 
 
 def config_files(args: AuditLogArgs) -> dict[str, str]:
@@ -84,6 +110,15 @@ class AuditLog(pulumi.ComponentResource):
         conf = {"rsyslog.conf": aggregator_conf(args.kit_version)}
         seal = {"seal.sh": seal_script(args.kit_version, args.retention_days)}
         lbl = labels("auditlog", "rsyslog", ns, {LABEL_DATA: "true"})
+        if args.generate_seal_key:
+            key = random.RandomPassword(f"{ns}-audit-seal-key", length=64, special=False, opts=child(self))
+            k8s.core.v1.Secret(
+                f"{ns}-audit-seal-key",
+                metadata={"name": args.seal_key_secret, "namespace": ns, "labels": labels("auditlog", "seal", ns)},
+                type="Opaque",
+                string_data={"key": key.result},
+                opts=child(self, protect=args.protect, retain_on_delete=args.protect),
+            )
         sel = selector("rsyslog", ns)
         conf_name = hashed_config_map(self, ns, "rsyslog-aggregator", lbl, conf, {
             ANN_REQUIREMENTS: "TRACE-02 TRACE-04 TRACE-05",
@@ -118,15 +153,20 @@ class AuditLog(pulumi.ComponentResource):
             "volumeMounts": [
                 {"name": "seal", "mountPath": "/etc/socle/seal", "readOnly": True},
                 {"name": "data", "mountPath": DATA_DIR},
+                {"name": "seal-key", "mountPath": SEAL_KEY_DIR, "readOnly": True},
+                {"name": "seal-state", "mountPath": SEAL_STATE_DIR},
             ],
         }
         pod_spec = {
             **pod_identity(args.service_account, fs_group=10514),
+            "shareProcessNamespace": False,  # TRACE-04: the writer cannot reach the seal's key through /proc
             "containers": [rsyslog, sealer],
             "volumes": [
                 config_volume("config", conf_name),
                 config_volume("seal", seal_name),
                 empty_dir("spool", "512Mi"),
+                secret_volume("seal-key", args.seal_key_secret, mode=0o440, items=[("key", "key")]),
+                empty_dir("seal-state", "1Mi"),
                 secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
             ],
             "affinity": region_affinity(args.region_label, args.regions),

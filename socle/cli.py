@@ -354,29 +354,61 @@ app.add_typer(audit_log, name="audit-log")
 @audit_log.command("verify")
 def audit_log_verify(
     directory: Path = typer.Argument(..., help="Directory holding audit-YYYY-MM-DD.jsonl files and chain.sha256"),
+    key_file: Optional[Path] = typer.Option(None, "--key-file", help="The seal key (the `key` of the seal key Secret); "
+                                            "without it the links cannot be verified and the chain is never called intact"),
     retention_days: int = typer.Option(365, "--retention-days", min=1, help="Files older than this may have been removed"),
     as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD", help="Date of the check (default: today, UTC)"),
+    max_gap_days: int = typer.Option(1, "--max-gap-days", min=0,
+                                     help="Days the seal may go without a run before the chain counts as truncated"),
+    started: Optional[str] = typer.Option(None, "--started", metavar="YYYY-MM-DD",
+                                          help="Day the keyed seal was deployed (your change records): files older than "
+                                               "the chain, sealed by its first run that day, are not reported late"),
 ) -> None:
-    """Recompute the seal chain: exit 0 when intact, 1 naming the first broken file, 2 on a usage error."""
+    """Recompute the keyed seal chain: exit 0 only when every link verifies with the key and nothing is missing,
+    1 naming the first broken entry (or when no key was given), 2 on a usage error."""
     import datetime as dt
 
-    from .auditlog import verify_chain
+    from .auditlog import LIMITS, check_chain
 
     try:
         today = dt.date.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc).date()
     except ValueError:
         err.print(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    try:
+        start_day = dt.date.fromisoformat(started) if started else None
+    except ValueError:
+        err.print(f"--started must be a date YYYY-MM-DD (got {started!r})", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     if not directory.is_dir():
         err.print(f"{directory}: not a directory", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    problems = verify_chain(directory, today, retention_days)
-    for p in problems:
+    key = None
+    if key_file is not None:
+        try:
+            key = key_file.read_bytes()
+        except OSError as exc:
+            err.print(f"{key_file}: cannot read the seal key ({exc.strerror})", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        if len(key) < 32:
+            err.print(f"{key_file}: a seal key has at least 32 bytes (got {len(key)})", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+    report = check_chain(directory, today, retention_days, key, max_gap_days, start_day)
+    for p in report.problems:
         out.print(f"BROKEN {p}", markup=False, highlight=False)
-    if not problems:
-        links = len((directory / "chain.sha256").read_text().splitlines())
-        out.print(f"{directory}: seal chain intact ({links} sealed files)", markup=False)
-    raise typer.Exit(1 if problems else 0)
+    for note in report.notes:
+        out.print(f"NOTE {note}", markup=False, highlight=False)
+    last = f"{report.last_run:%Y-%m-%dT%H:%M:%SZ}" if report.last_run else "none"
+    counts = f"{report.sealed} sealed files, {report.runs} seal runs, last {last}"
+    if report.intact:
+        out.print(f"{directory}: seal chain intact, every link verified with the key ({counts})", markup=False)
+    elif not report.problems:
+        out.print(f"{directory}: hashes consistent; links NOT verified (no key) — not reported intact; "
+                  f"run again with --key-file ({counts})", markup=False)
+    else:
+        out.print(f"{directory}: seal chain NOT intact ({len(report.problems)} problems; {counts})", markup=False)
+    out.print(LIMITS, markup=False, highlight=False)
+    raise typer.Exit(0 if report.intact else 1)
 
 
 audit_report = typer.Typer(help="Sign an audit report bundle, and verify a signed one.", no_args_is_help=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 
 import pytest
 from typer.testing import CliRunner
@@ -156,28 +155,30 @@ def test_audit_log_probe_fails_when_senders_are_not_authenticated(tmp_path, monk
 
 def test_audit_log_verify_command_names_the_first_broken_file(tmp_path, chdir_root):
     require_tool("sh")
-    today = dt.date(2026, 11, 27)
     audit = harness.AuditLog(_args("demo", "auditlog"), TestPki(tmp_path / "pki"), tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     days = ["2026-11-24", "2026-11-25", "2026-11-26"]
     for day in days:
         (data / f"audit-{day}.jsonl").write_text(f'{{"day":"{day}","msg":"access"}}\n')
-    (tmp_path / "seal.sh").write_text(audit.seal())
-    subprocess.run(["sh", str(tmp_path / "seal.sh"), str(data)], check=True, capture_output=True)
+    # The seal runs as in the pod, with the harness's key file, once a day: its clock set to each following morning.
+    for day in ("2026-11-25", "2026-11-26", "2026-11-27"):
+        probes.run_seal(audit, data, dt.datetime.fromisoformat(f"{day}T01:00:00"))
+    key = ["--key-file", str(audit.seal_key)]
     cli = CliRunner()
-    ok = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27"])
-    assert ok.exit_code == 0 and "intact (3 sealed files)" in ok.output
+    ok = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27", *key])
+    assert ok.exit_code == 0 and "intact, every link verified with the key (3 sealed files" in ok.output, ok.output
+    unkeyed = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27"])
+    assert unkeyed.exit_code == 1 and "links NOT verified (no key)" in unkeyed.output
     target = data / "audit-2026-11-25.jsonl"
     target.chmod(0o640)
     target.write_text('{"day":"2026-11-25","msg":"nothing happened"}\n')
-    broken = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27"])
+    broken = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27", *key])
     assert broken.exit_code == 1 and broken.output.startswith("BROKEN audit-2026-11-25.jsonl: content changed")
     # Retention: a file older than the retention period may be gone; a recent one may not.
     (data / "audit-2026-11-24.jsonl").unlink()
-    res = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27", "--retention-days", "2"])
+    res = cli.invoke(app, ["audit-log", "verify", str(data), "--as-of", "2026-11-27", "--retention-days", "2", *key])
     assert "audit-2026-11-24.jsonl" not in res.output and "audit-2026-11-25.jsonl" in res.output
-    assert today.isoformat() == "2026-11-27"
 
 
 def test_verify_command_names_each_missing_program(monkeypatch, chdir_root):

@@ -66,6 +66,7 @@ def component_args(p: Params) -> dict[str, BaseModel]:
         kit_version=KIT_VERSION, namespace=ns["audit"], image=p.images.syslog, tools_image=p.images.tools,
         retention_days=p.audit.retention_days, storage_class=HEALTH_DATA_CLASS, storage_size=p.audit.storage_size,
         server_secret=p.pki.audit_server_secret, region_label=p.hosting.region_label, regions=regions, protect=production,
+        seal_key_secret=p.pki.audit_seal_key_secret, generate_seal_key=p.pki.mode == "demo",
     )
     fhir = FhirArgs(
         kit_version=KIT_VERSION, namespace=ns["fhir"], image=p.images.fhir, syslog_image=p.images.syslog,

@@ -454,13 +454,29 @@ class AuditLog:
         self.paths = {"work": str(self.dir / "spool"), "ca": str(self.server.directory),
                       "server_tls": str(self.server.directory), "data": str(self.data)}
         self.conf = self.dir / "rsyslog.conf"
+        # The seal key, as the pod gets it: a file of the seal key Secret (64 random alphanumerics, like the
+        # demo's RandomPassword), readable by the seal only; the seal's own state directory beside it.
+        self.seal_key = self.dir / "seal-key" / "key"
+        self.seal_state = self.dir / "seal-state"
         self.proc: subprocess.Popen | None = None
 
     def render(self) -> str:
         return aggregator_conf(self.args.kit_version, listen_address=LOCAL, port=self.port, paths=self.paths)
 
-    def seal(self) -> str:
-        return seal_script(self.args.kit_version, self.args.retention_days, str(self.data))
+    def seal(self, key_file: Path | None = None, state_dir: Path | None = None) -> str:
+        """The rendered seal.sh, its key file and state directory mapped to this run's (default: the harness's)."""
+        self.write_seal_key()
+        return seal_script(self.args.kit_version, self.args.retention_days, str(self.data),
+                           key_file=str(key_file or self.seal_key), state_dir=str(state_dir or self.seal_state))
+
+    def write_seal_key(self) -> bytes:
+        """The seal key file (created once per run), mode 0400 as the Secret volume gives it to the seal."""
+        if not self.seal_key.exists():
+            self.seal_key.parent.mkdir(parents=True, exist_ok=True)
+            alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+            self.seal_key.write_text("".join(secrets.choice(alphabet) for _ in range(64)), encoding="ascii")
+            self.seal_key.chmod(0o400)
+        return self.seal_key.read_bytes()
 
     def start(self) -> "AuditLog":
         for d in (self.dir / "spool", self.data):

@@ -479,31 +479,51 @@ def trace_chain(gw: Gateway, al: AuditLog, pki: TestPki) -> list[Probe]:
     ]
 
 
+def run_seal(al: AuditLog, data: Path, when: dt.datetime, key_file: Path | None = None, state: Path | None = None) -> None:
+    """Run the rendered seal.sh under `sh`, as the seal container does, with its clock set to `when` (UTC)."""
+    state = state or data.parent / f"{data.name}-state"
+    script = data.parent / f"{data.name}-seal.sh"
+    script.write_text(al.seal(key_file=key_file, state_dir=state))
+    stamp = int(when.replace(tzinfo=dt.timezone.utc).timestamp())
+    run = subprocess.run(["sh", str(script), str(data), str(stamp)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"seal.sh failed: {run.stderr.strip()}")
+
+
 def seal(al: AuditLog, workdir: Path, today: dt.date | None = None) -> list[Probe]:
-    """Seal three past days with the rendered seal script, then tamper with them three ways."""
-    from socle.auditlog import verify_chain
+    """Three past days sealed by the rendered seal script, one run a day as the pod does, with the key file the
+    pod mounts; then tampered with, the chain rebuilt without the key and its newest entries removed."""
+    from socle.auditlog import check_chain
 
     today = today or dt.datetime.now(dt.timezone.utc).date()
+    key = al.write_seal_key()
     out: list[Probe] = []
-    days = [(today - dt.timedelta(days=n)).isoformat() for n in (3, 2, 1)]
+    days = [today - dt.timedelta(days=n) for n in (3, 2, 1)]
+
+    def at(day: dt.date, hour: int = 1) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(hour))
+
+    def check(d: Path, k: bytes | None = key):
+        return check_chain(d, today, al.args.retention_days, k)
 
     def sealed_dir(name: str) -> Path:
         d = workdir / name
         d.mkdir(parents=True)
         for i, day in enumerate(days):
             (d / f"audit-{day}.jsonl").write_text("".join(f'{{"n":{i}{j},"msg":"line {j}"}}\n' for j in range(3)))
-        script = d.parent / f"{name}-seal.sh"
-        script.write_text(al.seal())
-        run = subprocess.run(["sh", str(script), str(d)], capture_output=True, text=True)
-        if run.returncode != 0:
-            raise RuntimeError(f"seal.sh failed: {run.stderr.strip()}")
+        for day in days:
+            run_seal(al, d, at(day + dt.timedelta(days=1)))
         return d
 
     d = sealed_dir("intact")
-    problems = verify_chain(d, today, al.args.retention_days)
+    report = check(d)
     chain = (d / "chain.sha256").read_text().splitlines()
-    out.append(probe("TRACE-04", "seal: the rendered seal script chains every closed day and the chain verifies",
-                     len(chain) == 3 and not problems, f"{len(chain)} links; {problems or 'verified'}"))
+    out.append(probe("TRACE-04", "seal: the rendered seal script chains every closed day and a heartbeat per run, "
+                     "keyed with the Secret's key, and the chain verifies", report.intact and report.sealed == 3 and report.runs == 3,
+                     f"{len(chain)} links, {report.sealed} files, {report.runs} runs; {report.problems or 'verified with the key'}"))
+    unkeyed = check(d, None)
+    out.append(probe("TRACE-04", "seal: without the key the chain is never reported intact", not unkeyed.intact,
+                     "links not verified" if not unkeyed.intact else "reported intact without the key"))
     for name, what, tamper, target in (
         ("edited", "an edited line", lambda p: p.write_text(p.read_text().replace("line 1", "line X")), 1),
         ("deleted", "a deleted line", lambda p: p.write_text("".join(p.read_text().splitlines(keepends=True)[1:])), 0),
@@ -513,10 +533,35 @@ def seal(al: AuditLog, workdir: Path, today: dt.date | None = None) -> list[Prob
         victim = d / f"audit-{days[target]}.jsonl"
         os.chmod(victim, 0o640)
         tamper(victim)
-        problems = verify_chain(d, today, al.args.retention_days)
+        problems = check(d).problems
         first = problems[0] if problems else ""
         out.append(probe("TRACE-04", f"seal: {what} is detected, naming the first broken file",
                          victim.name in first, first or "not detected"))
+
+    # The writer's attack: re-seal an edited file into a new chain with the script and a key of its own.
+    d = sealed_dir("rebuilt")
+    victim = d / f"audit-{days[1]}.jsonl"
+    os.chmod(victim, 0o640)
+    victim.write_text('{"n":0,"msg":"nothing happened"}\n')
+    (d / "chain.sha256").unlink()
+    forged = workdir / "forged-key"
+    forged.write_text(secrets.token_hex(32))
+    run_seal(al, d, at(today, 2), key_file=forged, state=workdir / "forged-state")
+    problems = check(d).problems
+    out.append(probe("TRACE-04", "seal: a chain rebuilt without the key is detected at its first line",
+                     bool(problems) and "line 1" in problems[0], problems[0] if problems else "not detected"))
+    # The newest file and its chain lines removed: the seal's next run finds its last link gone.
+    d = sealed_dir("truncated")
+    newest = d / f"audit-{days[2]}.jsonl"
+    os.chmod(newest, 0o640)
+    newest.unlink()
+    lines = (d / "chain.sha256").read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if newest.name in line)
+    (d / "chain.sha256").write_text("".join(lines[:cut]))
+    run_seal(al, d, at(today, 2))
+    problems = check(d).problems
+    out.append(probe("TRACE-04", "seal: the newest file and its chain lines removed are detected (alarm at the next run)",
+                     any("alarm" in p for p in problems), "; ".join(problems) or "not detected"))
     return out
 
 

@@ -65,8 +65,9 @@ manual("TRACE-03", "Records follow FHIR AuditEvent (IHE BALP) where the source i
        "(interceptor, version) and a sample.")
 
 
-@control("TRACE-04", "Logs centralised and tamper-evident (append-only files sealed by a hash chain)", "high", TRACE,
-         ("anssi-logs", "socle"), "Keep the aggregator writing read-only daily files on its volume and the seal container running.")
+@control("TRACE-04", "Logs centralised and tamper-evident (append-only files sealed by a keyed hash chain)", "high", TRACE,
+         ("anssi-logs", "socle"), "Keep the aggregator writing read-only daily files on its volume and the seal container running, "
+         "with the seal key Secret mounted in the seal container only.")
 def trace_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def aggregator(p: Parsed) -> Finding:
         files = [st for st in p.data if st.type == "action" and st.params.get("type") == "omfile"]
@@ -77,22 +78,70 @@ def trace_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         if not users:
             problems.append("no workload runs this aggregator")
         for w, _c, _ in users:
-            if not any(_runs_seal(ev, w, c) for c in w.containers()):
+            if not any(_seal_script(ev, w, c) is not None for c in w.containers()):
                 problems.append(f"{w.ref} has no seal container")
+            else:
+                problems += _seal_key_problems(ev, w)
             if w.kind == "StatefulSet" and not dig(w.obj, "spec", "volumeClaimTemplates"):
                 problems.append(f"{w.ref} keeps records on no persistent volume")
-        return judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into a SHA-256 chain", "rsyslog.conf")
+        return judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into an HMAC-SHA256 chain "
+                     "whose key only the seal container mounts", "rsyslog.conf")
 
     yield from each(aggregator_files(ev), aggregator)
 
 
-def _runs_seal(ev: Evidence, w, container: dict) -> bool:
-    """Whether the container mounts a ConfigMap carrying the seal script."""
+def _seal_script(ev: Evidence, w, container: dict) -> str | None:
+    """The seal script of a ConfigMap the container mounts, if any."""
     for m in container.get("volumeMounts") or []:
         cm = dig(w.volume(m.get("name")) or {}, "configMap", "name")
-        if cm and "seal.sh" in ((ev.get("ConfigMap", w.namespace, cm) or {}).get("data") or {}):
-            return True
-    return False
+        text = ((ev.get("ConfigMap", w.namespace, cm) or {}).get("data") or {}).get("seal.sh") if cm else None
+        if isinstance(text, str):
+            return text
+    return None
+
+
+_KEY_FILE = re.compile(r"""^KEY_FILE=(['"]?)([^'"\s]+)\1\s*$""", re.M)
+
+
+def _secrets_of(w, container: dict) -> set[str]:
+    """Every Secret the container can read: secret and projected volumes it mounts, env and envFrom."""
+    names: set[str] = set()
+    for m in container.get("volumeMounts") or []:
+        vol = w.volume(m.get("name")) or {}
+        names.add(dig(vol, "secret", "secretName"))
+        names.update(dig(s, "secret", "name") for s in dig(vol, "projected", "sources", default=None) or [] if isinstance(s, dict))
+    for e in container.get("env") or []:
+        names.add(dig(e, "valueFrom", "secretKeyRef", "name"))
+    for e in container.get("envFrom") or []:
+        names.add(dig(e, "secretRef", "name"))
+    return {n for n in names if isinstance(n, str) and n}
+
+
+def _seal_key_problems(ev: Evidence, w) -> list[str]:
+    """TRACE-04: the chain is keyed (seal.sh reads KEY_FILE) with a Secret that the seal container mounts and no
+    other container of the pod can read — the rsyslog container that writes the files must not be able to forge links."""
+    problems: list[str] = []
+    keys: set[str] = set()
+    seals = [c for c in w.containers() if _seal_script(ev, w, c) is not None]
+    for c in seals:
+        m = _KEY_FILE.search(_seal_script(ev, w, c) or "")
+        if not m:
+            problems.append(f"{w.ref} seal.sh has no key (KEY_FILE): anyone who can write the volume can rebuild the chain")
+            continue
+        vol, _ = w.volume_at(c, m.group(2))
+        secret = dig(vol or {}, "secret", "secretName")
+        if not secret:
+            problems.append(f"{w.ref} container {c.get('name')} does not mount the seal key {m.group(2)} from a Secret")
+        else:
+            keys.add(secret)
+    for c in w.containers():
+        if any(c is s for s in seals):
+            continue
+        for secret in sorted(_secrets_of(w, c) & keys):
+            problems.append(f"{w.ref} container {c.get('name')} can read the seal key Secret {secret}: the writer could forge links")
+    if keys and w.pod_spec.get("shareProcessNamespace") is True:
+        problems.append(f"{w.ref} shares its process namespace: every container can read the seal's key through /proc")
+    return problems
 
 
 @control("TRACE-05", "Log transport to the aggregator is TLS with mutual authentication", "high", TRACE, ("anssi-logs", "socle"),
