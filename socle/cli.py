@@ -169,10 +169,12 @@ def audit(
     kubeconfig: Optional[str] = typer.Option(None, "--kubeconfig", help="Kubeconfig for --live"),
     context: Optional[str] = typer.Option(None, "--context", help="Kube context for --live"),
     stack: Optional[str] = typer.Option(None, "--stack", help="Stack file whose profile, waivers and evidence apply (snapshot/live)"),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Judge against this profile (dev|production) whatever the objects declare"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Judge against this profile (dev|production); default: the "
+                                          "stack's (--render, --stack), else production, never the namespaces' labels"),
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.html, report.md, report.json, junit.xml, report.sarif here"),
     fmt: str = typer.Option("text", "--format", help="Output on stdout: text or json"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD", help="Judge waiver expiry as of this date (default: today)"),
+    as_of: Optional[str] = typer.Option(None, "--as-of", metavar="YYYY-MM-DD",
+                                        help="Judge waiver expiry as of this date (default: today); every report says so in its headline"),
     print_snapshot_command: bool = typer.Option(False, "--print-snapshot-command",
                                                 help="Print the kubectl command that exports what the audit reads, and exit"),
 ) -> None:
@@ -200,8 +202,9 @@ def audit(
         problems.append("--kubeconfig and --context only apply to --live")
     if render_stack is not None and stack is not None:
         problems.append("--stack applies to --snapshot and --live; --render already names its stack")
+    audit_day = dt.date.today()  # the day of the audit, stated in every report when --as-of differs
     try:
-        today = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+        today = dt.date.fromisoformat(as_of) if as_of else audit_day
     except ValueError:
         problems.append(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})")
     if report_dir is not None:
@@ -230,9 +233,11 @@ def audit(
                 task = bar.add_task("Reading the cluster (one LIST per kind)", total=len(AUDITED_RESOURCES))
                 ev = sources.from_live(kubeconfig, context,
                                        progress=lambda kind, n: bar.update(task, advance=1, description=f"{kind}: {n}"))
+        # The auditor's standard: --profile, else the stack's (--render, --stack), else production; never the labels.
         ctx = runner.make_context(ev, today, profile=profile, stack_profile=getattr(st.params, "profile", None) if st else None,
-                                  allowed_registries=tuple(st.params.images.allowed_registries) if st else ())
-        result = runner.run(ev, ctx, st.audit if st else None)
+                                  allowed_registries=tuple(st.params.images.allowed_registries) if st else (),
+                                  stack_file=str(st.file) if st else None)
+        result = runner.run(ev, ctx, st.audit if st else None, audit_day=audit_day)
     except (runner.AuditInputError, RenderError) as exc:
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
@@ -244,6 +249,9 @@ def audit(
     if fmt == "json":
         sys.stdout.write(reports.to_json(result, ev))
     else:
+        if result.as_of_notice:
+            out.print(f"DATE {result.as_of_notice}: waivers and dated evidence are judged at that date",
+                      markup=False, highlight=False)
         _print_audit(result)
         for path in written:
             out.print(f"report: {path}", markup=False)
@@ -284,11 +292,13 @@ def auditor_kubeconfig(
     """Print how to obtain a kubeconfig bound to the read-only socle-auditor role (K8S-10)."""
     from .audit.access import AccessError, kubeconfig_instructions
 
-    group = "socle:auditors"
+    group, profile, stack_file = "socle:auditors", "production", None
     if stack:
-        group = _load(stack).params.auditors.group
+        st = _load(stack)
+        group, profile, stack_file = st.params.auditors.group, st.params.profile, str(st.file)
     try:
-        text = kubeconfig_instructions(user, group, days)
+        # The last command is complete: the auditor's profile (production, or the stack's with --stack) and the reports.
+        text = kubeconfig_instructions(user, group, days, profile=profile, stack=stack_file)
     except AccessError as exc:
         err.print(f"socle auditor-kubeconfig: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)

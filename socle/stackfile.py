@@ -116,11 +116,15 @@ def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem
         return AuditConfig(), []
     if not isinstance(raw, dict):
         return None, [Problem(file, key, "must be a mapping")]
+    cfg = None
     try:
         cfg = AuditConfig.model_validate_json(json.dumps(raw, default=str))
     except ValidationError as exc:
-        return None, [Problem(file, f"{key}.{_loc(tuple(e['loc']))}", _message(e)) for e in exc.errors()]
-    problems = [Problem(file, f"{key}.{path}", message) for path, message in reference_problems(cfg)]
+        shapes = [Problem(file, f"{key}.{_loc(tuple(e['loc']))}", _message(e)) for e in exc.errors()]
+    else:
+        shapes = []
+    # Unknown or unsuitable requirement IDs are reported with the shape problems: every problem at once.
+    problems = shapes + [Problem(file, f"{key}.{path}", message) for path, message in reference_problems(cfg or raw)]
     return (cfg if not problems else None), problems
 
 

@@ -112,7 +112,7 @@ def test_dev_only_relaxations_are_not_applicable_not_passed():
 
 def _waiver(expires: str, objects=("Namespace/chdemo-mss",)) -> AuditConfig:
     return AuditConfig.model_validate({"waivers": [{
-        "control": "K8S-01", "objects": list(objects), "owner": "rssi",
+        "control": "K8S-01", "objects": list(objects), "owner": "rssi", "approved": "2026-01-31",
         "justification": "Postfix master must start as root; user namespace and five capabilities.", "expires": expires}]})
 
 
@@ -136,7 +136,7 @@ def test_waiver_pattern_follows_a_configmap_whose_name_carries_its_content_hash(
     _, rendered, _ = rendered_stack("demo")
     ev, ctx = evidence(rendered.objects, "demo")
     cfg = AuditConfig.model_validate({"waivers": [{
-        "control": "MSS-06", "objects": ["ConfigMap/chdemo-mss/postfix-*"], "owner": "dsi",
+        "control": "MSS-06", "objects": ["ConfigMap/chdemo-mss/postfix-*"], "owner": "dsi", "approved": "2026-02-01",
         "justification": "no application mailbox yet; the relay lets no client relay", "expires": "2027-01-31"}]})
     r = next(r for r in runner.run(ev, ctx, cfg).results if r.control.id == "MSS-06")
     assert r.status == "waived" and r.waived[0][0].obj.name.startswith("postfix-")
@@ -279,11 +279,11 @@ def test_snapshot_with_one_violation_fails_naming_the_requirement(tmp_path, chdi
     assert re.search(rf"FAIL {control_id} {kind}/(\S+/)?{re.escape(name)}", res.output), res.output
 
 
-def test_snapshot_without_stack_judges_the_declared_profile_and_applies_no_waiver(tmp_path, chdir_root):
+def test_snapshot_without_stack_judges_production_and_applies_no_waiver(tmp_path, chdir_root):
     _, rendered, _ = rendered_stack("demo")
     res = cli.invoke(app, ["audit", "--snapshot", str(_snapshot(tmp_path, rendered.objects)), "--as-of", "2026-11-27"])
     assert res.exit_code == 1
-    assert "profile dev (declared by the namespaces" in res.output
+    assert "profile production (the auditor's standard" in res.output  # never the namespaces' own label
     assert "FAIL K8S-01 Namespace/chdemo-mss" in res.output
 
 

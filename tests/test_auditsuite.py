@@ -22,7 +22,7 @@ def test_packaged_suite_runs_outside_the_checkout_and_shows_waivers_as_waived(tm
         capture_output=True, text=True, cwd=tmp_path)  # no conftest.py, no tests/ here: only the installed plugin
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert "xfailed" in run.stdout and "XFAIL" in run.stdout
-    assert "K8S-01 Namespace/chdemo-mss] - waived" in run.stdout and "waived until 2027-11-30 by dsi-chdemo" in run.stdout
+    assert "K8S-01 Namespace/chdemo-mss] - waived" in run.stdout and "waived until 2027-11-27 by dsi-chdemo" in run.stdout
     cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
     waived = [c for c in cases if "K8S-01 Namespace/chdemo-mss" in c.get("name", "")]
     assert waived and waived[0].find("skipped") is not None

@@ -159,8 +159,8 @@ def test_audit_section_problems_are_all_reported_with_their_key_path(tmp_path):
                      "K8S-01": {"reference": "x-ref", "owner": "rssi", "date": "2026-01-01"},  # checked control
                      "XYZ-99": {"reference": "x-ref", "owner": "rssi", "date": "2026-01-01"}},
         "waivers": [
-            {"control": "BCK-02", "objects": ["Namespace/a"], "justification": "restore tests are done by the host", "owner": "o",
-             "expires": "2027-01-01"},
+            {"control": "BCK-02", "objects": ["Namespace/a"], "justification": "restore tests are done by the host", "owner": "ops",
+             "approved": "2026-01-01", "expires": "2027-01-01"},
             {"control": "K8S-01", "objects": ["chdemo-mss"], "justification": "too short", "owner": "o", "expires": "soon"},
         ],
     }

@@ -30,9 +30,24 @@ def subject(user: str, group: str) -> str:
     return subj
 
 
-def kubeconfig_instructions(user: str, group: str, days: int) -> str:
-    """The recipe, each value quoted for the shell it is pasted into."""
+def audit_command(kubeconfig: str, profile: str = "production", stack: str | None = None,
+                  report_dir: str = "audit-report/") -> str:
+    """The complete `socle audit --live` line: the profile judged is the auditor's (production, or the stack's with
+    --stack), never the one the audited namespaces declare; the reports are written."""
+    if profile not in ("dev", "production"):
+        raise AccessError(f"profile {profile!r} must be dev or production")
+    q = shlex.quote
+    line = f"socle audit --live --kubeconfig {q(kubeconfig)} --profile {profile}"
+    if stack:
+        line += f" --stack {q(stack)}"
+    return f"{line} --report-dir {q(report_dir)}"
+
+
+def kubeconfig_instructions(user: str, group: str, days: int, profile: str = "production", stack: str | None = None) -> str:
+    """The recipe, each value quoted for the shell it is pasted into. `profile`/`stack`: the standard the final
+    audit command judges against (production unless a stack file is given)."""
     subj = subject(user, group)
+    audit = audit_command(f"{user}.kubeconfig", profile, stack)
     csr = f"socle-auditor-{user}"
     seconds = days * 86400
     q = shlex.quote
@@ -76,7 +91,9 @@ kubectl --kubeconfig {kc} config use-context audit
 kubectl --kubeconfig {kc} auth can-i list configmaps --all-namespaces   # yes
 kubectl --kubeconfig {kc} auth can-i list secrets --all-namespaces      # no
 kubectl --kubeconfig {kc} auth can-i delete pods --all-namespaces       # no
-socle audit --live --kubeconfig {kc} --report-dir audit-report/
+# The profile judged is the auditor's ({profile}{', from the stack file' if stack else ''}), never the one the
+# audited namespaces declare; the reports (HTML, Markdown, JSON, JUnit, SARIF) go to audit-report/.
+{audit}
 
 # Live host checks (postconf, nginx -T, SHOW ssl) also need `auditors.live_checks: true` in the stack,
 # which binds the separate {AUDITOR_EXEC_ROLE} role (exec into the kit's pods, nothing else).

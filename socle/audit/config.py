@@ -8,20 +8,73 @@
           objects: [Namespace/chdemo-mss]
           justification: Postfix's master process must start as root ...
           owner: rssi@chdemo.test
-          expires: 2027-11-30
+          approved: 2026-11-27
+          expires: 2027-11-27
+
+A waiver is bounded: it names the objects it covers (`Kind/name` or `Kind/namespace/name`; the only wildcard is a
+ConfigMap's content-hash suffix, `ConfigMap/namespace/name-*`), it has an owner and a justification of some length,
+and it expires at most 12 months after its approval.
 """
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
+import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .model import ObjRef
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+MAX_WAIVER_MONTHS = 12
+OWNER_MIN = 3  # non-space characters
+JUSTIFICATION_MIN = 20  # non-space characters
+_GLOB = set("*?[]")
+_KIND = re.compile(r"[A-Z][A-Za-z0-9]*")
+_HASH_SUFFIX = "-*"
+_HASH = "[0-9a-z]+"  # a content hash: one token, no '-' (postfix-* never names postfix-log-forwarder-<hash>)
+
+
+def _solid(text: str) -> int:
+    """Characters that are not white space."""
+    return len("".join(text.split()))
+
+
+def object_problem(text: str) -> str | None:
+    """Why `text` does not name objects a waiver may cover, or None."""
+    try:
+        ref = ObjRef.parse(text)
+    except ValueError as exc:
+        return str(exc)
+    if text.strip() != text or any(c.isspace() for c in text):
+        return f"object reference {text!r} must not contain white space"
+    if _GLOB & set(ref.kind + ref.namespace):
+        return (f"object reference {text!r}: a waiver names its objects; no wildcard in the kind or the namespace "
+                f"(the only wildcard is a ConfigMap's content-hash suffix, ConfigMap/namespace/name-*)")
+    if not _KIND.fullmatch(ref.kind):
+        return f"object reference {text!r}: the kind must be written as Kubernetes spells it (e.g. ConfigMap, Namespace)"
+    if _GLOB & set(ref.name):
+        stem = ref.name[:-len(_HASH_SUFFIX)]
+        if not (ref.kind == "ConfigMap" and ref.namespace and ref.name.endswith(_HASH_SUFFIX) and stem
+                and not _GLOB & set(stem)):
+            return (f"object reference {text!r}: the only wildcard is a ConfigMap's content-hash suffix "
+                    f"(ConfigMap/namespace/name-*)")
+    return None
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """The same day `months` later (the last day of the month when that day does not exist)."""
+    y, m = divmod(day.month - 1 + months, 12)
+    year, month = day.year + y, m + 1
+    for d in range(day.day, 27, -1):
+        try:
+            return dt.date(year, month, d)
+        except ValueError:
+            continue
+    return dt.date(year, month, day.day)
 
 
 class EvidenceRef(_Strict):
@@ -33,21 +86,59 @@ class EvidenceRef(_Strict):
 class Waiver(_Strict):
     control: str = Field(pattern=r"^[A-Z0-9]+-[0-9]{2}$")
     objects: list[str] = Field(min_length=1, description="Kind/name or Kind/namespace/name of each waived object; "
-                                                         "`*` matches a ConfigMap's content hash (postfix-*)")
-    justification: str = Field(min_length=20, description="Why the rule cannot be met and what compensates")
-    owner: str = Field(min_length=1)
-    expires: dt.date
+                                                         "`*` only as a ConfigMap's content-hash suffix (ConfigMap/ns/postfix-*)")
+    justification: str = Field(description=f"Why the rule cannot be met and what compensates (≥ {JUSTIFICATION_MIN} "
+                                           "non-space characters)")
+    owner: str = Field(description=f"Who answers for the exception (≥ {OWNER_MIN} non-space characters)")
+    approved: dt.date = Field(description="When the exception was approved")
+    expires: dt.date = Field(description=f"At most {MAX_WAIVER_MONTHS} months after the approval")
 
     @field_validator("objects")
     @classmethod
     def _refs(cls, value: list[str]) -> list[str]:
-        for item in value:
-            ObjRef.parse(item)
+        problems = [p for p in (object_problem(item) for item in value) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("justification")
+    @classmethod
+    def _justified(cls, value: str) -> str:
+        if _solid(value) < JUSTIFICATION_MIN:
+            raise ValueError(f"must say why the rule cannot be met and what compensates "
+                             f"(at least {JUSTIFICATION_MIN} characters other than spaces)")
+        return value
+
+    @field_validator("owner")
+    @classmethod
+    def _owned(cls, value: str) -> str:
+        if _solid(value) < OWNER_MIN:
+            raise ValueError(f"must name who answers for the exception (at least {OWNER_MIN} characters other than spaces)")
+        return value
+
+    @field_validator("expires")
+    @classmethod
+    def _bounded(cls, value: dt.date, info: ValidationInfo) -> dt.date:
+        approved = info.data.get("approved")
+        if approved is None:
+            return value  # approved itself is reported
+        if value < approved:
+            raise ValueError(f"{value} is before the approval ({approved})")
+        limit = add_months(approved, MAX_WAIVER_MONTHS)
+        if value > limit:
+            raise ValueError(f"{value} is more than {MAX_WAIVER_MONTHS} months after the approval ({approved}): "
+                             f"at most {limit}, then review and approve the waiver again")
         return value
 
     def matching(self, ref: ObjRef) -> str | None:
         """The object pattern of this waiver that names `ref`, if any."""
-        return next((o for o in self.objects if fnmatch.fnmatchcase(str(ref), o)), None)
+        text = str(ref)
+        for o in self.objects:
+            if o == text:
+                return o
+            if o.endswith(_HASH_SUFFIX) and ref.kind == "ConfigMap" and re.fullmatch(re.escape(o[:-1]) + _HASH, text):
+                return o
+        return None
 
     def expired(self, today: dt.date) -> bool:
         return self.expires < today
@@ -58,20 +149,31 @@ class AuditConfig(_Strict):
     waivers: list[Waiver] = Field(default_factory=list)
 
 
-def reference_problems(cfg: AuditConfig) -> list[tuple[str, str]]:
-    """(key path, message) for evidence and waivers naming unknown or unsuitable requirement IDs."""
+def reference_problems(cfg: AuditConfig | dict) -> list[tuple[str, str]]:
+    """(key path, message) for evidence and waivers naming unknown or unsuitable requirement IDs.
+
+    Takes the validated section or, when its shapes are wrong, the raw mapping: every problem is reported at once."""
     from .controls import by_id
 
     controls = by_id()
+    if isinstance(cfg, AuditConfig):
+        evidence: list = list(cfg.evidence)
+        waivers: list = [w.control for w in cfg.waivers]
+    else:
+        evidence = list(cfg.get("evidence") or {}) if isinstance(cfg.get("evidence"), dict) else []
+        raw = cfg.get("waivers") if isinstance(cfg.get("waivers"), list) else []
+        waivers = [w.get("control") if isinstance(w, dict) else None for w in raw]
     problems = []
-    for key in cfg.evidence:
+    for key in evidence:
         if key not in controls:
             problems.append((f"evidence.{key}", "unknown requirement ID"))
         elif not controls[key].manual:
             problems.append((f"evidence.{key}", "this control is checked on objects; evidence references are for manual controls"))
-    for i, w in enumerate(cfg.waivers):
-        if w.control not in controls:
-            problems.append((f"waivers[{i}].control", f"unknown requirement ID {w.control}"))
-        elif controls[w.control].manual:
-            problems.append((f"waivers[{i}].control", f"{w.control} is a manual control; record its evidence instead"))
+    for i, control in enumerate(waivers):
+        if not isinstance(control, str) or not re.fullmatch(r"[A-Z0-9]+-[0-9]{2}", control):
+            continue  # its shape is reported by the model
+        if control not in controls:
+            problems.append((f"waivers[{i}].control", f"unknown requirement ID {control}"))
+        elif controls[control].manual:
+            problems.append((f"waivers[{i}].control", f"{control} is a manual control; record its evidence instead"))
     return problems

@@ -103,11 +103,24 @@ class Evidence:
         for obj in self.objects:
             if isinstance(obj, dict) and obj.get("kind") and meta(obj).get("name"):
                 seen[ObjRef.of(obj)] = obj
-        self.objects = [seen[k] for k in sorted(seen)]
+        self.objects = [seen[k] for k in sorted(seen, key=lambda r: (r.kind, r.namespace, r.name))]  # ObjRef order, C-speed
         self._index = seen
-        self._kit_namespaces = {meta(o)["name"]: o for o in self.objects
-                                if o["kind"] == "Namespace" and labels(o).get(PART_OF) == KIT}
+        # Indexes built once, so that no control rescans every object per namespace or per ConfigMap:
+        # objects by kind (in the order of `objects`), the scoped ones by kind and by (kind, namespace).
+        self._by_kind: dict[str, list[dict]] = {}
+        for o in self.objects:
+            self._by_kind.setdefault(o["kind"], []).append(o)
+        self._kit_namespaces = {meta(o)["name"]: o for o in self._by_kind.get("Namespace", [])
+                                if labels(o).get(PART_OF) == KIT}
+        self._scoped_kind: dict[str, list[dict]] = {}
+        self._scoped_ns: dict[tuple[str, Any], list[dict]] = {}
+        for kind, objs in self._by_kind.items():
+            mine = self._scoped_kind[kind] = [o for o in objs if self.in_scope(o)]
+            for o in mine:
+                self._scoped_ns.setdefault((kind, meta(o).get("namespace")), []).append(o)
         self._workloads: list[Workload] | None = None
+        self._workloads_ns: dict[Any, list[Workload]] | None = None
+        self._mounts: dict[tuple[Any, Any], list[tuple[Workload, dict, str]]] | None = None
         self.parsed_files: dict[tuple, list] = {}  # (file name, filter, parser) -> parse results, shared by controls
 
     # --- scope -------------------------------------------------------------------------------------------
@@ -122,7 +135,20 @@ class Evidence:
         return labels(obj).get(PART_OF) == KIT
 
     def scoped(self, *kinds: str) -> list[dict]:
-        return [o for o in self.objects if (not kinds or o["kind"] in kinds) and self.in_scope(o)]
+        """The objects of the kit of these kinds (all kinds when none given), in the order of `objects`."""
+        if not kinds:
+            return [o for o in self.objects if self.in_scope(o)]
+        if len(kinds) == 1:
+            return list(self._scoped_kind.get(kinds[0], ()))
+        return [o for k in sorted(set(kinds)) for o in self._scoped_kind.get(k, ())]
+
+    def scoped_in(self, kind: str, namespace: str | None) -> list[dict]:
+        """The objects of the kit of one kind in one namespace (an index lookup, not a scan)."""
+        return list(self._scoped_ns.get((kind, namespace), ()))
+
+    def of_kind(self, kind: str) -> list[dict]:
+        """Every object of one kind, in scope or not."""
+        return list(self._by_kind.get(kind, ()))
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._index.get(ObjRef(kind, namespace, name))
@@ -146,6 +172,13 @@ class Evidence:
             self._workloads = self._find_workloads()
         return self._workloads
 
+    def workloads_in(self, namespace: str | None) -> list[Workload]:
+        if self._workloads_ns is None:
+            self._workloads_ns = {}
+            for w in self.workloads():
+                self._workloads_ns.setdefault(w.namespace, []).append(w)
+        return list(self._workloads_ns.get(namespace, ()))
+
     def _find_workloads(self) -> list[Workload]:
         out = []
         for obj in self.scoped(*POD_OWNERS, "Pod"):
@@ -168,16 +201,25 @@ class Evidence:
 
     def mounts_of(self, cm: dict) -> list[tuple[Workload, dict, str]]:
         """(workload, container, mount path) for every container that mounts this ConfigMap."""
-        name, ns = meta(cm).get("name"), meta(cm).get("namespace")
-        out = []
+        if self._mounts is None:
+            self._mounts = self._index_mounts()
+        return list(self._mounts.get((meta(cm).get("namespace"), meta(cm).get("name")), ()))
+
+    def _index_mounts(self) -> dict[tuple[Any, Any], list[tuple[Workload, dict, str]]]:
+        """(namespace, ConfigMap name) -> its mounts, workload by workload, container by container: built once."""
+        out: dict[tuple[Any, Any], list[tuple[Workload, dict, str]]] = {}
         for w in self.workloads():
-            if w.namespace != ns:
+            volumes: dict[Any, list[Any]] = {}
+            for v in w.pod_spec.get("volumes") or []:
+                name = dig(v, "configMap", "name")
+                if name is not None and name not in volumes.setdefault(v["name"], []):
+                    volumes[v["name"]].append(name)
+            if not volumes:
                 continue
-            vols = {v["name"] for v in w.pod_spec.get("volumes") or [] if dig(v, "configMap", "name") == name}
             for c in w.containers():
                 for m in c.get("volumeMounts") or []:
-                    if m.get("name") in vols:
-                        out.append((w, c, m.get("mountPath", "")))
+                    for name in volumes.get(m.get("name"), ()):
+                        out.setdefault((w.namespace, name), []).append((w, c, m.get("mountPath", "")))
         return out
 
     def secret_backed(self, cm: dict, path: str) -> tuple[bool, str]:
@@ -214,3 +256,189 @@ def normalise(objects: Iterable[Any]) -> list[dict]:
 
 def norm_path(path: str) -> str:
     return posixpath.normpath(path)
+
+
+# --- the shape of the objects the controls read ---------------------------------------------------------
+#
+# Every object of a snapshot or a live read is checked once, before any control runs: the fields the controls
+# read must have the type Kubernetes gives them. A field that is absent is fine (the controls judge absence);
+# `null` is taken as absent for lists and mappings (the controls read `x or []`), never for a string or a number.
+# A malformed object is an input error (exit 2) naming the object and the field: the audit never judges a
+# snapshot it cannot read as Kubernetes would, and never stops on a traceback.
+
+class _Str:
+    """A string (`null` allowed when `nullable`)."""
+
+    def __init__(self, nullable: bool = False):
+        self.nullable = nullable
+
+
+STR, OPT_STR = _Str(), _Str(nullable=True)
+INT = "int"  # an integer (not a boolean)
+MAP = "map"  # any mapping
+STR_MAP = "str-map"  # a mapping of strings to strings
+STR_LIST = "str-list"  # a list of strings
+
+Shape = Any  # _Str | "int" | "map" | "str-map" | "str-list" | dict (mapping with these fields) | [shape] (list of)
+
+_SELECTOR = {"matchLabels": STR_MAP, "matchExpressions": [{"key": STR, "operator": STR, "values": STR_LIST}]}
+_CONTAINER = {
+    "name": STR, "image": STR, "command": STR_LIST, "args": STR_LIST,
+    "env": [{"name": STR, "value": OPT_STR, "valueFrom": MAP}],
+    "envFrom": [MAP],
+    "volumeMounts": [{"name": STR, "mountPath": STR, "subPath": STR}],
+    "ports": [MAP], "readinessProbe": MAP, "livenessProbe": MAP,
+    "resources": {"requests": MAP, "limits": MAP},
+    "securityContext": {"capabilities": {"add": STR_LIST, "drop": STR_LIST}, "seccompProfile": {"type": STR}},
+}
+_POD_SPEC = {
+    "containers": [_CONTAINER], "initContainers": [_CONTAINER],
+    "volumes": [{"name": STR, "configMap": {"name": STR}, "secret": {"secretName": STR},
+                 "projected": {"sources": [MAP]}, "persistentVolumeClaim": {"claimName": STR}, "emptyDir": MAP}],
+    "securityContext": {"seccompProfile": {"type": STR}},
+    "serviceAccountName": OPT_STR, "nodeSelector": STR_MAP,
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": STR, "operator": STR, "values": STR_LIST}]}]}}},
+    "topologySpreadConstraints": [{"topologyKey": STR}],
+}
+_TEMPLATE = {"metadata": {"labels": STR_MAP, "annotations": STR_MAP}, "spec": _POD_SPEC}
+_CLAIM = {"metadata": {"name": STR}, "spec": {"storageClassName": OPT_STR}}
+_WORKLOAD_SPEC = {"replicas": INT, "template": _TEMPLATE, "selector": _SELECTOR, "volumeClaimTemplates": [_CLAIM],
+                  "persistentVolumeClaimRetentionPolicy": {"whenDeleted": STR}}
+_RULES = [{"verbs": STR_LIST, "resources": STR_LIST, "apiGroups": STR_LIST, "resourceNames": STR_LIST}]
+_PEERS = [MAP]
+
+SHAPES: dict[str, dict] = {
+    "Pod": {"spec": _POD_SPEC},
+    "Deployment": {"spec": _WORKLOAD_SPEC}, "StatefulSet": {"spec": _WORKLOAD_SPEC},
+    "DaemonSet": {"spec": _WORKLOAD_SPEC}, "ReplicaSet": {"spec": _WORKLOAD_SPEC}, "Job": {"spec": _WORKLOAD_SPEC},
+    "CronJob": {"spec": {"jobTemplate": {"spec": _WORKLOAD_SPEC}}},
+    "ConfigMap": {"data": STR_MAP},
+    "NetworkPolicy": {"spec": {"podSelector": _SELECTOR, "policyTypes": STR_LIST,
+                               "ingress": [{"from": _PEERS, "ports": [MAP]}], "egress": [{"to": _PEERS, "ports": [MAP]}]}},
+    "Service": {"spec": {"type": STR, "ports": [MAP], "externalIPs": STR_LIST}},
+    "Ingress": {"spec": MAP},
+    "ServiceAccount": {},
+    "ClusterRole": {"rules": _RULES}, "Role": {"rules": _RULES},
+    "ClusterRoleBinding": {"roleRef": {"name": STR, "kind": STR}, "subjects": [{"name": STR, "kind": STR}]},
+    "RoleBinding": {"roleRef": {"name": STR, "kind": STR}, "subjects": [{"name": STR, "kind": STR}]},
+    "PodDisruptionBudget": {"spec": {"selector": _SELECTOR}},
+    "StorageClass": {"provisioner": STR, "reclaimPolicy": STR, "parameters": STR_MAP,
+                     "allowedTopologies": [{"matchLabelExpressions": [{"key": STR, "values": STR_LIST}]}]},
+    "PersistentVolumeClaim": {"spec": {"storageClassName": OPT_STR}},
+    "BackupStorageLocation": {"spec": {"config": {"region": STR}}},
+    "Schedule": {"spec": {"schedule": STR, "template": {"includedNamespaces": STR_LIST, "storageLocation": STR,
+                                                        "ttl": STR}}},
+}
+_METADATA = {"name": STR, "namespace": OPT_STR, "labels": STR_MAP, "annotations": STR_MAP, "ownerReferences": [MAP]}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _shape_problems(value: Any, shape: Shape, path: str, out: list[str]) -> None:
+    """Append `path: expected …, got …` for every field of `value` that does not have its shape."""
+    if isinstance(shape, _Str):
+        if not isinstance(value, str) and not (value is None and shape.nullable):
+            out.append(f"{path}: expected a string, got {_type_name(value)}")
+        return
+    if value is None:
+        if shape == INT:
+            out.append(f"{path}: expected an integer, got null")
+        return  # a null list or mapping reads as absent
+    if shape == INT:
+        if not isinstance(value, int) or isinstance(value, bool):
+            out.append(f"{path}: expected an integer, got {_type_name(value)}")
+    elif shape == MAP:
+        if not isinstance(value, dict):
+            out.append(f"{path}: expected a mapping, got {_type_name(value)}")
+    elif shape == STR_MAP:
+        if not isinstance(value, dict):
+            out.append(f"{path}: expected a mapping, got {_type_name(value)}")
+            return
+        for k, v in value.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                out.append(f"{path}.{k}: expected a string, got {_type_name(v)}" if isinstance(k, str) else
+                           f"{path}: key {k!r} is not a string")
+    elif shape == STR_LIST:
+        if not isinstance(value, list):
+            out.append(f"{path}: expected a list of strings, got {_type_name(value)}")
+            return
+        for i, v in enumerate(value):
+            if not isinstance(v, str):
+                out.append(f"{path}[{i}]: expected a string, got {_type_name(v)}")
+    elif isinstance(shape, list):
+        if not isinstance(value, list):
+            out.append(f"{path}: expected a list, got {_type_name(value)}")
+            return
+        item = shape[0]
+        for i, v in enumerate(value):
+            if (isinstance(item, dict) or item in (MAP, STR_MAP)) and not isinstance(v, dict):
+                out.append(f"{path}[{i}]: expected a mapping, got {_type_name(v)}")
+            else:
+                _shape_problems(v, item, f"{path}[{i}]", out)
+    elif isinstance(shape, dict):
+        if not isinstance(value, dict):
+            out.append(f"{path}: expected a mapping, got {_type_name(value)}")
+            return
+        for key, sub in shape.items():
+            if key in value:
+                _shape_problems(value[key], sub, f"{path}.{key}" if path else key, out)
+
+
+def object_problems(obj: Any) -> list[str]:
+    """What in one object does not have the shape the audit reads (empty: well-formed)."""
+    if not isinstance(obj, dict):
+        return [f"not an object: {_type_name(obj)}"]
+    out: list[str] = []
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind:
+        out.append(f"kind: expected a non-empty string, got {_type_name(kind) if kind != '' else 'an empty string'}")
+    if "apiVersion" in obj and not isinstance(obj["apiVersion"], str):
+        out.append(f"apiVersion: expected a string, got {_type_name(obj['apiVersion'])}")
+    md = obj.get("metadata")
+    if not isinstance(md, dict):
+        out.append(f"metadata: expected a mapping, got {_type_name(md)}")
+        return out
+    name = md.get("name")
+    if not isinstance(name, str) or not name:
+        out.append(f"metadata.name: expected a non-empty string, got {_type_name(name) if name != '' else 'an empty string'}")
+    _shape_problems(md, _METADATA, "metadata", out)
+    out = list(dict.fromkeys(out))  # metadata.name may be reported twice
+    shape = SHAPES.get(kind) if isinstance(kind, str) else None
+    if shape:
+        _shape_problems(obj, shape, "", out)
+    return out
+
+
+def describe(obj: Any, where: str) -> str:
+    """How an object is named in an input error: Kind/namespace/name when it can be read, and where it is."""
+    if isinstance(obj, dict):
+        md = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        kind, ns, name = obj.get("kind"), md.get("namespace"), md.get("name")
+        parts = [str(p) for p in (kind or "?", ns, name or "?") if p not in (None, "")]
+        return f"{'/'.join(parts)} ({where})"
+    return where
+
+
+def malformed(objects: list[tuple[Any, str]]) -> list[str]:
+    """One line per malformed object (`Kind/ns/name (where): field: expected …`) and per duplicate object.
+
+    `objects` are (object, where it was found: `items[3]`, `document 2`, `Deployment list`)."""
+    out: list[str] = []
+    seen: dict[ObjRef, list[str]] = {}
+    for obj, where in objects:
+        problems = object_problems(obj)
+        if problems:
+            out.append(f"{describe(obj, where)}: {'; '.join(problems)}")
+            continue
+        seen.setdefault(ObjRef.of(obj), []).append(where)
+    for ref, places in seen.items():
+        if len(places) > 1:
+            out.append(f"{ref}: duplicate object, {len(places)} copies ({', '.join(places)}): "
+                       "the audit cannot tell which one the cluster runs")
+    return out

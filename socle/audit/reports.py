@@ -1,7 +1,9 @@
 """Audit reports: JSON (the reference form), self-contained HTML, Markdown, JUnit XML and SARIF 2.1.0.
 
-Every report names the target, the evidence source, the kit and blueprint versions, the profile judged and the
-date. Output is deterministic: the same audit gives byte-identical files (no clock time, sorted content).
+Every report names the target, the evidence source, the kit and blueprint versions, the profile judged (and where
+it came from) and the date judged; when that date (`--as-of`) is not the day of the audit, every format says so in
+its headline. Output is deterministic: the same audit, date judged and day of the audit give byte-identical files
+(no clock time, sorted content).
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ def to_dict(audit: Audit, ev: Evidence | None = None) -> dict[str, Any]:
             "target": audit.target,
             "evidence_source": audit.source,
             "date": audit.date.isoformat(),
+            "audit_day": (audit.audit_day or audit.date).isoformat(),
+            "as_of_notice": audit.as_of_notice,
             "profile": audit.context.profile,
             "profile_origin": audit.context.profile_origin,
             "blueprints": audit.blueprints,
@@ -102,14 +106,15 @@ def _md(text: str) -> str:
 def to_markdown(audit: Audit, ev: Evidence | None = None) -> str:
     d = to_dict(audit, ev)
     rep = d["report"]
-    lines = [
-        f"# socle audit — {rep['target']}",
-        "",
+    lines = [f"# socle audit — {rep['target']}", ""]
+    if rep["as_of_notice"]:
+        lines += [f"> **Date: {rep['as_of_notice']}**: waivers and dated evidence are judged at that date.", ""]
+    lines += [
         f"- Result: **{rep['result'].upper()}** on the checked requirements; {d['summary']['manual']} need manual evidence",
         f"- Evidence: `{rep['evidence_source']}` ({rep['objects']} objects)",
         f"- Profile judged: {rep['profile']} ({rep['profile_origin']})",
         f"- Kit: socle {rep['kit_version']}; blueprint(s): {', '.join(rep['blueprints']) or 'none declared'}",
-        f"- Date: {rep['date']}",
+        f"- Date: {rep['as_of_notice'] or rep['date']}",
         "",
         "## Summary by framework",
         "",
@@ -140,12 +145,24 @@ def to_markdown(audit: Audit, ev: Evidence | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _headline(rep: dict[str, Any]) -> list[tuple[str, str]]:
+    """The facts every report states first: what was judged, against which profile, as of which date."""
+    out = [("target", rep["target"]), ("evidence_source", rep["evidence_source"]), ("profile", rep["profile"]),
+           ("profile_origin", rep["profile_origin"]), ("date", rep["date"]), ("audit_day", rep["audit_day"])]
+    if rep["as_of_notice"]:
+        out.append(("as_of_notice", rep["as_of_notice"]))
+    return out
+
+
 def to_junit(audit: Audit, ev: Evidence | None = None) -> str:
     d = to_dict(audit, ev)
     suites = ET.Element("testsuites", name=f"socle audit {d['report']['target']}")
     for family in FAMILIES:
         controls = [c for c in d["controls"] if c["family"] == family]
         suite = ET.SubElement(suites, "testsuite", name=f"socle.{family}")
+        props = ET.SubElement(suite, "properties")
+        for key, value in _headline(d["report"]):
+            ET.SubElement(props, "property", name=key, value=value)
         counts = {"tests": 0, "failures": 0, "skipped": 0}
         for c in controls:
             cases = c["findings"] or [None]
@@ -213,7 +230,7 @@ def to_sarif(audit: Audit, ev: Evidence | None = None) -> str:
         "runs": [{
             "tool": {"driver": {"name": "socle", "version": d["report"]["kit_version"], "rules": rules}},
             "invocations": [{"executionSuccessful": True}],
-            "properties": {k: d["report"][k] for k in ("target", "evidence_source", "date", "profile", "blueprints")},
+            "properties": {**dict(_headline(d["report"])), "blueprints": d["report"]["blueprints"]},
             "results": results,
         }],
     }

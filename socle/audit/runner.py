@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,10 +28,19 @@ class Audit:
     results: list[ControlResult]
     config: AuditConfig = field(default_factory=AuditConfig)
     object_count: int = 0
+    audit_day: dt.date | None = None  # the day the audit ran (system clock); None: the date judged
 
     @property
     def date(self) -> dt.date:
+        """The date judged (waiver expiry): `--as-of`, or the day of the audit."""
         return self.context.today
+
+    @property
+    def as_of_notice(self) -> str | None:
+        """The headline every report carries when the date judged is not the day of the audit."""
+        if self.audit_day is None or self.audit_day == self.date:
+            return None
+        return f"judged as of {self.date.isoformat()} (not the day of the audit, {self.audit_day.isoformat()})"
 
     @property
     def failed(self) -> bool:
@@ -43,17 +53,24 @@ class Audit:
         return out
 
 
+PROFILE_GIVEN = "given on the command line (--profile)"
+PROFILE_STACK = "from the stack file"
+PROFILE_AUDITOR = "the auditor's standard: production unless --profile or --stack says otherwise; " \
+                  "the namespaces' own socle.esante.fr/profile labels are not trusted"
+
+
 def make_context(ev: Evidence, today: dt.date, profile: str | None = None, stack_profile: str | None = None,
-                 allowed_registries: tuple[str, ...] = ()) -> Context:
-    """The profile the audit judges against: given > the stack's > declared by the objects > production."""
+                 allowed_registries: tuple[str, ...] = (), stack_file: str | None = None) -> Context:
+    """The profile the audit judges against: `--profile` > the stack's (a render, or `--stack`) > production.
+
+    Never the profile the audited namespaces declare: the audited party does not choose the standard. A namespace
+    whose label claims a weaker profile than the one judged is a finding of its own (K8S-09)."""
     if profile:
-        chosen, origin = profile, "given on the command line"
+        chosen, origin = profile, PROFILE_GIVEN
     elif stack_profile:
-        chosen, origin = stack_profile, "from the stack file"
-    elif ev.declared_profile():
-        chosen, origin = ev.declared_profile(), "declared by the namespaces (label socle.esante.fr/profile)"
+        chosen, origin = stack_profile, PROFILE_STACK + (f" {stack_file}" if stack_file else "")
     else:
-        chosen, origin = "production", "nothing declared: the strictest profile is assumed"
+        chosen, origin = "production", PROFILE_AUDITOR
     return Context(profile=chosen, profile_origin=origin, today=today, allowed_registries=allowed_registries)  # type: ignore[arg-type]
 
 
@@ -70,8 +87,12 @@ def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, 
         used.add((i, pattern))
         if w.expired(today):
             result.findings.append(Finding("fail", f.obj, f"{f.reason} — waiver expired on {w.expires} (owner {w.owner})", f.file))
+        elif w.approved > today:
+            # Judged as of a date before the waiver existed: it does not apply (no waiver from the future).
+            result.findings.append(Finding("fail", f.obj, f"{f.reason} — waiver not yet approved on {today} "
+                                                          f"(approved {w.approved}, owner {w.owner})", f.file))
         else:
-            result.waived.append((f, f"waived until {w.expires} by {w.owner}: {w.justification}"))
+            result.waived.append((f, f"waived until {w.expires} by {w.owner} (approved {w.approved}): {w.justification}"))
     for i, w in enumerate(waivers):
         for pattern in w.objects:
             if (i, pattern) not in used:
@@ -90,12 +111,32 @@ def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, 
     return result
 
 
-def run(ev: Evidence, ctx: Context, cfg: AuditConfig | None = None, controls: list[Control] | None = None) -> Audit:
+def run(ev: Evidence, ctx: Context, cfg: AuditConfig | None = None, controls: list[Control] | None = None,
+        audit_day: dt.date | None = None) -> Audit:
+    """`audit_day`: the day the audit runs, when the date judged (`ctx.today`, `--as-of`) may differ from it."""
     cfg = cfg or AuditConfig()
     if not ev.kit_namespaces:
         raise AuditInputError(
             f"{ev.source}: no namespace of the kit (label app.kubernetes.io/part-of=socle) among "
             f"{len(ev.objects)} objects — nothing to audit")
+    # The evidence of a regional cluster is millions of small containers that the cyclic garbage collector would
+    # rescan again and again while the controls allocate (superlinear time); the audit itself makes no cycles
+    # worth collecting, so the collector pauses for the run and resumes as it was.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        results = _judge(ev, ctx, cfg, controls)
+    finally:
+        if collecting:
+            gc.enable()
+    return Audit(
+        target=ev.target, source=ev.source, context=ctx, kit_version=KIT_VERSION,
+        blueprints=sorted(ev.namespace_annotation(ANN_BLUEPRINT)), results=results, config=cfg,
+        object_count=len(ev.objects), audit_day=audit_day,
+    )
+
+
+def _judge(ev: Evidence, ctx: Context, cfg: AuditConfig, controls: list[Control] | None) -> list[ControlResult]:
     results = []
     for control in controls or catalogue():
         if control.manual:
@@ -105,13 +146,15 @@ def run(ev: Evidence, ctx: Context, cfg: AuditConfig | None = None, controls: li
                            else f"manual evidence required: {control.manual_evidence}")
             results.append(r)
             continue
-        findings = list(control.check(ev, ctx))  # type: ignore[misc]
+        try:
+            findings = list(control.check(ev, ctx))  # type: ignore[misc]
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # The objects have the right shape (checked at load) but a configuration file they carry does not:
+            # the evidence cannot be judged, which is an input error naming the control, never a traceback.
+            raise AuditInputError(f"{control.id}: the evidence could not be judged ({type(exc).__name__}: {exc}); "
+                                  "check the configuration files the kit's ConfigMaps carry") from None
         results.append(_apply_waivers(control, findings, cfg, ctx.today))
-    return Audit(
-        target=ev.target, source=ev.source, context=ctx, kit_version=KIT_VERSION,
-        blueprints=sorted(ev.namespace_annotation(ANN_BLUEPRINT)), results=results, config=cfg,
-        object_count=len(ev.objects),
-    )
+    return results
 
 
 Format = Literal["text", "json"]

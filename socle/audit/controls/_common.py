@@ -25,11 +25,18 @@ def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Itera
     cache_key = (key, contains, parser)
     if cache_key not in ev.parsed_files:
         results: list[Parsed | Finding] = []
+        # The same text is parsed once per audit (namespaces deployed from one blueprint carry identical files);
+        # the parsed value is shared, and controls only read it.
+        texts: dict[tuple[Any, str], Any] = ev.parsed_files.setdefault(("texts",), {})  # type: ignore[assignment]
         for f in ev.config_files(key, contains):
-            try:
-                results.append(Parsed(f, parser(f.text)))
-            except configs.ConfigError as exc:
-                results.append(failed(f.obj, f"{key} does not parse: {exc}", key))
+            seen = texts.get((parser, f.text))
+            if seen is None:
+                try:
+                    seen = texts[(parser, f.text)] = (True, parser(f.text))
+                except configs.ConfigError as exc:
+                    seen = texts[(parser, f.text)] = (False, str(exc))
+            ok, data = seen
+            results.append(Parsed(f, data) if ok else failed(f.obj, f"{key} does not parse: {data}", key))
         ev.parsed_files[cache_key] = results
     return iter(ev.parsed_files[cache_key])
 
@@ -65,10 +72,15 @@ def oauth2_files(ev: Evidence) -> Iterator[Parsed | Finding]:
 def _yaml_mapping(text: str) -> dict:
     import yaml
 
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    from ..sources import YAMLReadError, load_yaml_documents
+
+    try:  # as yaml.safe_load, with libyaml and bounded nesting
+        docs = load_yaml_documents(text)
+    except (yaml.YAMLError, YAMLReadError) as exc:
         raise configs.ConfigError(str(exc)) from None
+    if len(docs) > 1:
+        raise configs.ConfigError("expected a single document, found several")
+    doc = docs[0] if docs else None
     if not isinstance(doc, dict):
         raise configs.ConfigError("not a mapping")
     return doc
@@ -93,9 +105,13 @@ def routes(cm: dict) -> list[dict] | None:
         return None
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return []
-    return value if isinstance(value, list) else []
+    # An index the controls cannot read as a list of routes (an entry not an object, a host not a string) is
+    # read as no index at all: every server then fails for its missing route entry.
+    if not isinstance(value, list) or not all(isinstance(r, dict) and isinstance(r.get("host", ""), str) for r in value):
+        return []
+    return value
 
 
 def api_servers(root: configs.Directive) -> list[configs.Directive]:
@@ -123,7 +139,7 @@ def tls_directive(server: configs.Directive, http: configs.Directive | None, nam
 
 
 def workloads_in(ev: Evidence, namespace: str) -> list[Workload]:
-    return [w for w in ev.workloads() if w.namespace == namespace]
+    return ev.workloads_in(namespace)
 
 
 def name_of(obj: dict) -> str:

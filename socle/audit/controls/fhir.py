@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUCTION, INS_SYSTEMS, LABEL_BLOCK
 
-from ..evidence import Evidence, labels
+from ..evidence import Evidence, dig, labels
 from ..model import Context, Control, Finding, judge, not_applicable
 from . import registrar
 from ._common import Parsed, each, hapi_files
@@ -118,6 +118,6 @@ def dmp_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     for w in ev.workloads():
         if labels(w.obj).get(LABEL_BLOCK) != "dmp":
             continue
-        secrets = {v["secret"].get("secretName") for v in w.pod_spec.get("volumes") or [] if "secret" in v}
+        secrets = {dig(v, "secret", "secretName") for v in w.pod_spec.get("volumes") or [] if "secret" in v}
         yield judge(w.obj, [] if len(secrets) >= 2 else ["the DMP connector does not mount two distinct certificate Secrets"],
                     f"certificates from {', '.join(sorted(map(str, secrets)))}")

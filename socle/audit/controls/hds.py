@@ -179,9 +179,10 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             if region in storage_regions:
                 problems.append(f"backups stay in the primary region {region}")
         ttl = _ttl_hours(str(dig(s, "spec", "template", "ttl", default="")))
-        missing = [ns for ns in data_ns if ns not in included and "*" not in included]
-        if missing:
-            problems.append(f"does not include {', '.join(missing)}")
+        if "*" not in included and not set(data_ns) <= included:
+            missing = [ns for ns in data_ns if ns not in included]
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            problems.append(f"does not include {shown}")
         if kind and not problems:
             covered[kind] |= set(data_ns)
         yield judge(s, problems, f"{kind or 'custom'} schedule ({cron}), kept {ttl / 24:g} days in {loc_name}")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from socle.constants import ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, LABEL_BLOCK
+from socle.constants import (ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, LABEL_BLOCK,
+                             LABEL_PROFILE)
 
 from ..evidence import Evidence, annotations, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, failed, judge, not_applicable, passed
@@ -40,7 +41,7 @@ def _default_deny(pol: dict) -> bool:
 def k8s_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     policies = ev.scoped("NetworkPolicy")
     for name, ns in sorted(ev.kit_namespaces.items()):
-        mine = [p for p in policies if meta(p).get("namespace") == name]
+        mine = ev.scoped_in("NetworkPolicy", name)
         deny = [meta(p)["name"] for p in mine if _default_deny(p)]
         yield judge(ns, [] if deny else ["no default-deny policy for both ingress and egress"], f"default deny ({', '.join(deny)})")
     for pol in policies:
@@ -105,7 +106,7 @@ def k8s_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         yield judge(w.obj, problems, "requests and limits on every container")
     for name, ns in sorted(ev.kit_namespaces.items()):
         problems = [f"no {kind}" for kind in ("ResourceQuota", "LimitRange")
-                    if not any(meta(o).get("namespace") == name for o in ev.scoped(kind))]
+                    if not ev.scoped_in(kind, name)]
         yield judge(ns, problems, "ResourceQuota and LimitRange present")
 
 
@@ -217,9 +218,20 @@ def k8s_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 
 
 @control("K8S-09", "Production: ≥ 2 replicas of stateless services, PodDisruptionBudgets, spread across zones", "medium",
-         K8S, ("ans-k8s", "socle"), "Set replicas ≥ 2 in production; keep the kit's PDB and topology spread.")
+         K8S, ("ans-k8s", "socle"), "Set replicas ≥ 2 in production; keep the kit's PDB and topology spread; label the "
+         f"namespaces of a production environment {LABEL_PROFILE}=production (the production profile of the stack).")
 def k8s_09(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    pdbs = ev.scoped("PodDisruptionBudget")
+    # The profile is the auditor's, never the namespaces' (runner.make_context). A namespace whose label claims a
+    # weaker profile than the one judged would have its production rules relaxed by whoever reads the label
+    # (the kit's own checks, an operator, a less careful audit): the claim itself fails this control.
+    if ctx.production:
+        for name, ns in sorted(ev.kit_namespaces.items()):
+            claimed = labels(ns).get(LABEL_PROFILE)
+            if claimed is None:
+                continue
+            yield judge(ns, [] if claimed == "production" else
+                        [f"label {LABEL_PROFILE}={claimed} claims a weaker profile than the one judged (production): "
+                         "its production requirements apply all the same"], "declares the production profile judged")
     for w in ev.workloads():
         if w.kind != "Deployment":
             continue
@@ -233,7 +245,7 @@ def k8s_09(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         pod_labels = w.pod_meta.get("labels") or {}
         if not any(meta(p).get("namespace") == w.namespace
                    and (dig(p, "spec", "selector", "matchLabels", default={}) or {}).items() <= pod_labels.items()
-                   and dig(p, "spec", "selector", "matchLabels") for p in pdbs):
+                   and dig(p, "spec", "selector", "matchLabels") for p in ev.scoped_in("PodDisruptionBudget", w.namespace)):
             problems.append("no PodDisruptionBudget")
         if not any("zone" in t.get("topologyKey", "") for t in w.pod_spec.get("topologySpreadConstraints") or []):
             problems.append("not spread across zones")
@@ -259,8 +271,8 @@ def k8s_10(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"rules[{i}] covers every API group")
             if any("/" in r for r in resources):
                 problems.append(f"rules[{i}] grants subresources {', '.join(sorted(r for r in resources if '/' in r))}")
-        bound = [b for b in ev.objects if b["kind"] == "ClusterRoleBinding"
-                 and dig(b, "roleRef", "name") == AUDITOR_ROLE and b.get("subjects")]
+        bound = [b for b in ev.of_kind("ClusterRoleBinding")
+                 if dig(b, "roleRef", "name") == AUDITOR_ROLE and b.get("subjects")]
         if not bound:
             problems.append("not bound to any auditor")
         yield judge(role, problems, f"read-only, bound to {', '.join(s.get('name', '?') for b in bound for s in b.get('subjects'))}")
@@ -270,5 +282,5 @@ def k8s_10(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         extra = [rule for rule in r.get("rules") or []
                  if not (set(rule.get("resources") or []) <= {"pods", "pods/exec"}
                          and set(rule.get("verbs") or []) <= {"get", "list", "create"}
-                         and ("create" not in rule.get("verbs", []) or rule.get("resources") == ["pods/exec"]))]
+                         and ("create" not in (rule.get("verbs") or []) or rule.get("resources") == ["pods/exec"]))]
         yield judge(r, ["grants more than exec into pods"] if extra else [], "exec into pods only (live host checks)")

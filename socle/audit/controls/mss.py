@@ -6,7 +6,7 @@ from typing import Iterator
 from socle.constants import ANN_MAILBOX_PURGE_DAYS, MSS_TLS12_SUITES
 
 from .. import configs
-from ..evidence import Evidence, annotations, meta
+from ..evidence import Evidence, annotations, dig, meta
 from ..model import Context, Control, Finding, failed, judge
 from . import registrar
 from ._common import (
@@ -81,9 +81,10 @@ def mss_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 def _refresh_containers(ev: Evidence, namespace: str) -> list[str]:
     out = []
     for w in workloads_in(ev, namespace):
-        cms = {v["configMap"].get("name") for v in w.pod_spec.get("volumes") or [] if "configMap" in v}
-        for cm in ev.scoped("ConfigMap"):
-            if meta(cm).get("namespace") == namespace and meta(cm).get("name") in cms and "refresh-domains.sh" in (cm.get("data") or {}):
+        cms = {dig(v, "configMap", "name") for v in w.pod_spec.get("volumes") or [] if "configMap" in v}
+        for name in cms:
+            cm = ev.get("ConfigMap", namespace, name) if isinstance(name, str) else None
+            if cm is not None and ev.in_scope(cm) and "refresh-domains.sh" in (cm.get("data") or {}):
                 out.append(str(w.ref))
     return sorted(set(out))
 
@@ -114,8 +115,8 @@ def mss_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 def mss_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def relay(p: Parsed) -> Finding:
         ns = meta(p.file.obj).get("namespace")
-        lists = [cm["data"]["client_certs"] for cm in ev.scoped("ConfigMap")
-                 if meta(cm).get("namespace") == ns and isinstance((cm.get("data") or {}).get("client_certs"), str)]
+        lists = [cm["data"]["client_certs"] for cm in ev.scoped_in("ConfigMap", ns)
+                 if isinstance((cm.get("data") or {}).get("client_certs"), str)]
         problems = [msg for bad, msg in (
             (p.data.get("smtpd_tls_req_ccert") != "yes", "client certificates are not required (smtpd_tls_req_ccert)"),
             (not p.data.get("relay_clientcerts"), "no relay_clientcerts list of organisation certificates"),
