@@ -177,6 +177,7 @@ def audit(
                                         help="Judge waiver expiry as of this date (default: today); every report says so in its headline"),
     print_snapshot_command: bool = typer.Option(False, "--print-snapshot-command",
                                                 help="Print the kubectl command that exports what the audit reads, and exit"),
+    lang: str = typer.Option("fr", "--lang", help="Language of the reports: fr (default) or en"),
 ) -> None:
     """Audit a render, a snapshot or a live cluster against the requirements: exit 0 pass, 1 fail, 2 input error."""
     if print_snapshot_command:
@@ -198,18 +199,23 @@ def audit(
         problems.append(f"--format must be text or json (got {fmt!r})")
     if profile not in (None, "dev", "production"):
         problems.append(f"--profile must be dev or production (got {profile!r})")
+    if lang not in ("fr", "en"):
+        problems.append(f"--lang must be fr or en (got {lang!r})")
     if (kubeconfig or context) and not live:
         problems.append("--kubeconfig and --context only apply to --live")
     if render_stack is not None and stack is not None:
         problems.append("--stack applies to --snapshot and --live; --render already names its stack")
     audit_day = dt.date.today()  # the day of the audit, stated in every report when --as-of differs
+    # The time of the audit (UTC), stated in the reports: read here once, never by the reports (deterministic).
+    started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    pdf_problem = reports.pdf_available() if report_dir is not None else None
     try:
         today = dt.date.fromisoformat(as_of) if as_of else audit_day
     except ValueError:
         problems.append(f"--as-of must be a date YYYY-MM-DD (got {as_of!r})")
     if report_dir is not None:
         try:  # before the audit runs; written later with the same checks
-            check_files(report_dir, reports.REPORT_FILES)
+            check_files(report_dir, reports.REPORT_FILES + (() if pdf_problem else (reports.PDF_FILE,)))
         except OutputError as exc:
             problems.append(str(exc))
     if problems:
@@ -242,12 +248,14 @@ def audit(
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
     try:
-        written = reports.write_reports(result, ev, report_dir) if report_dir else []
+        provenance = {"lang": lang, "generated_at": started, "stack_file": st.file if st else None,
+                      "snapshot_file": snapshot}
+        written = reports.write_reports(result, ev, report_dir, pdf=True, **provenance) if report_dir else []
     except OutputError as exc:
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
     if fmt == "json":
-        sys.stdout.write(reports.to_json(result, ev))
+        sys.stdout.write(reports.to_json(result, ev, **provenance))
     else:
         if result.as_of_notice:
             out.print(f"DATE {result.as_of_notice}: waivers and dated evidence are judged at that date",
@@ -255,10 +263,13 @@ def audit(
         _print_audit(result)
         for path in written:
             out.print(f"report: {path}", markup=False)
+    if pdf_problem:
+        err.print(f"socle audit: {pdf_problem}", markup=False)
     raise typer.Exit(1 if result.failed else 0)
 
 
-STATUS_STYLE = {"pass": "green", "fail": "bold red", "waived": "yellow", "not-applicable": "dim", "manual": "blue"}
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "evidence-missing": "bold red", "waived": "yellow", "not-applicable": "dim",
+               "manual": "blue"}
 
 
 def _print_audit(result) -> None:
@@ -270,11 +281,14 @@ def _print_audit(result) -> None:
         table.add_column(col)
     for r in result.results:
         n = len(r.findings) + len(r.waived)
-        table.add_row(r.control.id, f"[{STATUS_STYLE[r.status]}]{r.status}[/]", r.control.severity, r.control.title, str(n))
+        table.add_row(r.control.id, f"[{STATUS_STYLE.get(r.status, 'bold')}]{r.status}[/]", r.control.severity, r.control.title, str(n))
     out.print(table)
     for r in result.results:
         for f in r.failures:
             out.print(f"FAIL {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else ""), markup=False, highlight=False)
+        for f in r.missing:
+            out.print(f"EVIDENCE MISSING {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else ""),
+                      markup=False, highlight=False)
         for n in r.notes:
             if "waiver" in n:
                 out.print(f"NOTE {r.control.id}: {n}", markup=False, highlight=False)

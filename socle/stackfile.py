@@ -249,7 +249,18 @@ def load(stack: str) -> Stack:
     problems += more
     if problems or bp is None or params is None:
         raise StackError(problems)
+    if audit is not None:
+        audit.with_namespaces(stack_namespaces(params))
     return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"], audit=audit)
+
+
+def stack_namespaces(params: BaseModel) -> dict[str, str]:
+    """The kit's namespaces of a stack (name -> block): one per block of its blueprint (`<short_name>-<block>`)."""
+    import importlib
+
+    blocks = getattr(importlib.import_module(type(params).__module__), "BLOCKS", ())
+    namespace = getattr(params, "namespace", None)
+    return {namespace(b): b for b in blocks} if callable(namespace) else {}
 
 
 def pulumi_config(config: dict[str, Any]) -> dict[str, str]:

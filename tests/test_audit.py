@@ -88,7 +88,8 @@ def test_manual_controls_ask_for_evidence_and_show_the_recorded_reference():
     stack, rendered, _ = rendered_stack("demo")
     ev, ctx = evidence(rendered.objects, "demo")
     cfg = AuditConfig.model_validate({"evidence": {"HDS-03": {"reference": "HDS cert n° 42, activities 1-6, until 2028-03-31",
-                                                              "owner": "rssi", "date": "2026-09-01"}}})
+                                                              "owner": "rssi", "date": "2026-09-01",
+                                                              "valid_until": "2028-03-31"}}})
     results = {r.control.id: r for r in runner.run(ev, ctx, cfg).results}
     for cid in MANUAL:
         assert results[cid].status == "manual"
@@ -164,7 +165,7 @@ def _demo_audit():
 
 def test_reports_name_target_versions_date_and_every_requirement(tmp_path):
     audit, ev = _demo_audit()
-    paths = reports.write_reports(audit, ev, tmp_path)
+    paths = reports.write_reports(audit, ev, tmp_path, lang="en")
     assert sorted(p.name for p in paths) == sorted(reports.REPORT_FILES)
     html = (tmp_path / "report.html").read_text()
     md = (tmp_path / "report.md").read_text()

@@ -274,7 +274,8 @@ def test_as_of_in_the_past_is_in_the_headline_of_every_report_format(tmp_path, c
     """Why: `--as-of` in the past revived expired waivers and the report only showed the date."""
     day = dt.date.today()
     notice = f"judged as of 2026-01-01 (not the day of the audit, {day.isoformat()})"
-    res = cli.invoke(app, ["audit", "--render", "demo", "--as-of", "2026-01-01", "--report-dir", str(tmp_path)])
+    res = cli.invoke(app, ["audit", "--render", "demo", "--as-of", "2026-01-01", "--report-dir", str(tmp_path),
+                           "--lang", "en"])
     assert res.exit_code in (0, 1), res.output
     assert res.output.splitlines()[0].startswith(f"DATE {notice}")  # the CLI's first line
     html = (tmp_path / "report.html").read_text()
@@ -305,8 +306,8 @@ def test_as_of_today_adds_no_notice_and_reports_stay_deterministic(tmp_path, chd
     one = runner.run(ev, ctx, audit_day=dt.date(2026, 11, 27))
     two = runner.run(ev, ctx, audit_day=dt.date(2026, 11, 27))
     for write in (reports.to_html, reports.to_markdown, reports.to_json, reports.to_junit, reports.to_sarif):
-        assert write(one, ev) == write(two, ev)
-        assert "judged as of 2026-01-01 (not the day of the audit, 2026-11-27)" in write(one, ev)
+        assert write(one, ev, lang="en") == write(two, ev, lang="en")
+        assert "judged as of 2026-01-01 (not the day of the audit, 2026-11-27)" in write(one, ev, lang="en")
 
 
 def test_a_waiver_does_not_apply_before_its_approval():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from .model import ObjRef
 
@@ -78,9 +78,59 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 
 class EvidenceRef(_Strict):
+    """Manual evidence, typed: what the document is, who answers for it, its date, how long it holds, and the
+    document itself (where it is kept and its SHA-256), so that the auditor can check it is the one recorded."""
+
     reference: str = Field(min_length=3, description="Where the auditor finds the document (register entry, certificate number…)")
     owner: str = Field(min_length=1, description="Who answers for it")
-    date: dt.date = Field(description="When the evidence was recorded or last reviewed")
+    date: dt.date = Field(description="The date of the evidence: the test run, the certificate issued, the review made")
+    valid_until: dt.date | None = Field(default=None, description="When the document stops holding (a certificate's "
+                                                                   "expiry); required by controls whose document expires")
+    document: str | None = Field(default=None, description="The document itself: a path or URL of the file kept as evidence")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                               description="SHA-256 of the document (64 lower-case hex digits)")
+
+    @field_validator("reference", "owner")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("valid_until")
+    @classmethod
+    def _after_date(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        day = info.data.get("date")
+        if value is not None and day is not None and value < day:
+            raise ValueError(f"{value} is before the evidence's date ({day})")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _with_document(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("document"):
+            raise ValueError("a SHA-256 is the hash of a document: name the document too (document)")
+        return value
+
+    def problems(self, today: dt.date, max_age_days: int | None = None, needs_validity: bool = False) -> list[str]:
+        """Why this evidence does not hold on `today` (empty: it does)."""
+        out = []
+        if self.date > today:
+            out.append(f"dated {self.date}, after the day judged ({today})")
+        elif max_age_days is not None and (today - self.date).days > max_age_days:
+            out.append(f"dated {self.date}: {(today - self.date).days} days old on {today}, "
+                       f"more than the {max_age_days} days allowed")
+        if self.valid_until is not None and self.valid_until < today:
+            out.append(f"expired on {self.valid_until}")
+        elif needs_validity and self.valid_until is None:
+            out.append("no valid_until: the document expires, its expiry date must be recorded")
+        return out
+
+    def describe(self) -> str:
+        extra = [f"valid until {self.valid_until}"] if self.valid_until else []
+        extra += [f"document {self.document}"] if self.document else []
+        extra += [f"sha256 {self.sha256}"] if self.sha256 else []
+        return "; ".join(extra)
 
 
 class Waiver(_Strict):
@@ -147,6 +197,13 @@ class Waiver(_Strict):
 class AuditConfig(_Strict):
     evidence: dict[str, EvidenceRef] = Field(default_factory=dict)
     waivers: list[Waiver] = Field(default_factory=list)
+    # Not part of the stack file's section: the kit's namespaces (name -> block) the stack's inventory names, set
+    # when the stack is loaded, so that an audit with a stack knows what the evidence must hold.
+    _namespaces: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def with_namespaces(self, namespaces: dict[str, str]) -> "AuditConfig":
+        self._namespaces = dict(namespaces)
+        return self
 
 
 def reference_problems(cfg: AuditConfig | dict) -> list[tuple[str, str]]:

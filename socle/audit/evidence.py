@@ -11,7 +11,12 @@ from typing import Any, Iterable
 
 from .model import ObjRef
 
-from socle.constants import KIT, LABEL_PROFILE, PART_OF
+from socle.constants import KIT, LABEL_BLOCK, LABEL_PROFILE, PART_OF
+
+# The blocks of the kit, one namespace each: `<short_name>-<block>` (blueprints/etablissement BLOCKS).
+KIT_BLOCKS = ("gateway", "fhir", "mss", "audit")
+# The value of the namespace's block label (socle.esante.fr/block) for each namespace suffix.
+BLOCK_LABEL = {"gateway": "gateway", "fhir": "fhir", "mss": "relay", "audit": "auditlog"}
 
 POD_OWNERS = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"), "DaemonSet": ("spec", "template"),
               "ReplicaSet": ("spec", "template"), "Job": ("spec", "template"),
@@ -110,8 +115,58 @@ class Evidence:
         self._by_kind: dict[str, list[dict]] = {}
         for o in self.objects:
             self._by_kind.setdefault(o["kind"], []).append(o)
-        self._kit_namespaces = {meta(o)["name"]: o for o in self._by_kind.get("Namespace", [])
-                                if labels(o).get(PART_OF) == KIT}
+        self.expected_namespaces: dict[str, str] = {}  # namespace name -> block, from the stack's inventory
+        self.expected_origin = ""
+        labelled = {meta(o)["name"]: o for o in self._by_kind.get("Namespace", []) if labels(o).get(PART_OF) == KIT}
+        self._kit_namespaces = dict(labelled)
+        # A namespace named as the kit names its blocks (`<prefix>-<block>`, the prefix of a labelled kit namespace)
+        # is the kit's whatever its labels say: the audited party does not take a namespace out of scope by
+        # stripping a label.
+        prefixes = {n.rsplit("-", 1)[0] for n in labelled if "-" in n and n.rsplit("-", 1)[1] in KIT_BLOCKS}
+        for o in self._by_kind.get("Namespace", []):
+            name = meta(o)["name"]
+            if name not in labelled and "-" in name and name.rsplit("-", 1)[0] in prefixes \
+                    and name.rsplit("-", 1)[1] in KIT_BLOCKS:
+                self._kit_namespaces[name] = o
+        self._build_scope()
+
+    def expect_namespaces(self, expected: dict[str, str], origin: str) -> None:
+        """The kit's namespaces the stack's inventory names (namespace -> block): recognised by name whatever
+        their labels, and each one absent from the evidence is missing evidence."""
+        self.expected_namespaces = dict(expected)
+        self.expected_origin = origin
+        added = False
+        for name in expected:
+            ns = self._index.get(ObjRef("Namespace", "", name))
+            if ns is not None and name not in self._kit_namespaces:
+                self._kit_namespaces[name] = ns
+                added = True
+        if added:
+            self._build_scope()
+
+    @property
+    def missing_namespaces(self) -> dict[str, str]:
+        """Namespaces of the stack's inventory (name -> block) that the evidence does not hold."""
+        return {n: b for n, b in self.expected_namespaces.items() if n not in self._kit_namespaces}
+
+    @property
+    def unlabelled_namespaces(self) -> list[dict]:
+        """Kit namespaces (recognised by name) that do not carry the kit's label."""
+        return [o for _, o in sorted(self._kit_namespaces.items()) if labels(o).get(PART_OF) != KIT]
+
+    def block_of(self, namespace: str | None) -> str | None:
+        """The block (label value: gateway, fhir, relay, auditlog) of a kit namespace: the stack's inventory when the
+        audit has one (a label is the audited party's claim), else its label, else its name's suffix."""
+        if not namespace or namespace not in self._kit_namespaces:
+            return None
+        if namespace in self.expected_namespaces:
+            return BLOCK_LABEL.get(self.expected_namespaces[namespace], self.expected_namespaces[namespace])
+        label = labels(self._kit_namespaces[namespace]).get(LABEL_BLOCK)
+        if label:
+            return label
+        return BLOCK_LABEL.get(namespace.rsplit("-", 1)[-1])
+
+    def _build_scope(self) -> None:
         self._scoped_kind: dict[str, list[dict]] = {}
         self._scoped_ns: dict[tuple[str, Any], list[dict]] = {}
         for kind, objs in self._by_kind.items():
@@ -222,6 +277,70 @@ class Evidence:
                         out.setdefault((w.namespace, name), []).append((w, c, m.get("mountPath", "")))
         return out
 
+    # --- the configuration each container actually runs ---------------------------------------------------
+    def loaded(self, program: str) -> list["Loaded"]:
+        """For every container of the kit that runs `program` (PROGRAMS), each configuration file its command line,
+        arguments or environment make it load, resolved through its volumeMounts to a ConfigMap key (or why not)."""
+        cache = self.parsed_files.setdefault(("loaded",), {})  # type: ignore[arg-type]
+        if program not in cache:
+            out = []
+            for w in self.workloads():
+                for c in w.containers():
+                    if running(c) != program:
+                        continue
+                    for path, why in config_paths(program, c):
+                        if path is None:
+                            out.append(Loaded(w, c, "", None, why))
+                            continue
+                        file, why = self.resolve(w, c, path)
+                        out.append(Loaded(w, c, path, file, why))
+            cache[program] = out
+        return cache[program]
+
+    def resolve(self, w: Workload, c: dict, path: str) -> tuple["ConfigFile | None", str]:
+        """The ConfigMap key a file path of a container reads, or why the evidence does not hold it."""
+        path = norm_path(path)
+        where = f"{w.ref} container {c.get('name')}: {path}"
+        mount = None
+        for m in c.get("volumeMounts") or []:
+            mp = norm_path(m.get("mountPath", "") or "/")
+            if path == mp or path.startswith(mp.rstrip("/") + "/"):
+                if mount is None or len(mp) > len(norm_path(mount.get("mountPath", "") or "/")):
+                    mount = m
+        if mount is None:
+            return None, f"{where} is on no volume: the file comes from the image, which the evidence does not hold"
+        mp = norm_path(mount.get("mountPath", "") or "/")
+        inner = path[len(mp):].lstrip("/")
+        if mount.get("subPath"):
+            inner = posixpath.join(mount["subPath"], inner) if inner else mount["subPath"]
+        vol = w.volume(mount.get("name", ""))
+        if vol is None:
+            return None, f"{where}: volume {mount.get('name')} is not declared by the pod"
+        sources = [vol["configMap"]] if isinstance(vol.get("configMap"), dict) else \
+            [s["configMap"] for s in dig(vol, "projected", "sources", default=[]) or []
+             if isinstance(s, dict) and isinstance(s.get("configMap"), dict)]
+        if not sources:
+            kind = next((k for k in ("secret", "emptyDir", "persistentVolumeClaim", "projected", "hostPath") if k in vol),
+                        "volume")
+            return None, f"{where} lies on {kind} volume {vol.get('name')}, whose content the evidence does not hold"
+        for src in sources:
+            name = src.get("name")
+            items = src.get("items")
+            if items:
+                key = next((i.get("key") for i in items if isinstance(i, dict) and norm_path(str(i.get("path"))) == inner), None)
+                if key is None:
+                    continue
+            else:
+                key = inner
+            cm = self.get("ConfigMap", w.namespace, str(name))
+            if cm is None:
+                return None, f"{where}: ConfigMap {w.namespace}/{name} (volume {vol.get('name')}) is not in the evidence"
+            text = (cm.get("data") or {}).get(key)
+            if not isinstance(text, str):
+                return None, f"{where}: ConfigMap {w.namespace}/{name} has no key {key}"
+            return ConfigFile(cm, key, text), ""
+        return None, f"{where}: no ConfigMap of volume {vol.get('name')} carries that file"
+
     def secret_backed(self, cm: dict, path: str) -> tuple[bool, str]:
         """Whether a path named in a config file lies on a Secret volume in every container mounting the file."""
         users = self.mounts_of(cm)
@@ -234,6 +353,151 @@ class Evidence:
             if "secret" not in vol and not _projected_secret(vol):
                 return False, f"{path}: volume {vol.get('name')} of {w.ref} is not a Secret"
         return True, ""
+
+
+@dataclass
+class Loaded:
+    """One configuration file a container loads: the ConfigMap key it resolves to, or why it could not be."""
+
+    workload: Workload
+    container: dict
+    path: str
+    file: ConfigFile | None
+    why: str = ""
+
+
+# The programs whose configuration the audit judges: the executable (or image) that runs them.
+PROGRAMS = {"nginx": "nginx", "rsyslogd": "rsyslog", "postfix": "postfix", "oauth2-proxy": "oauth2-proxy",
+            "postgres": "postgres", "hapi": "hapi"}
+_DEFAULTS = {"nginx": "/etc/nginx/nginx.conf", "rsyslogd": "/etc/rsyslog.conf", "postfix": "/etc/postfix/main.cf"}
+
+
+_SHELLS = ("sh", "bash", "ash", "dash")
+
+
+def argv(c: dict) -> list[str]:
+    """The command line a container runs; `sh -c 'exec nginx -c …'` reads as the command it execs (a script of one
+    simple command; anything else stays the shell's)."""
+    out = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    if len(out) >= 3 and posixpath.basename(out[0]) in _SHELLS and out[1] == "-c":
+        import shlex
+
+        lexer = shlex.shlex(out[2], posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        try:
+            words = list(lexer)
+        except ValueError:
+            return out
+        if words and words[0] == "exec":
+            words = words[1:]
+        if words and not any(w and set(w) <= set("();<>|&") for w in words):  # one simple command, no operator
+            return words
+    return out
+
+
+def _image_name(c: dict) -> str:
+    image = str(c.get("image") or "").split("@", 1)[0]
+    last = image.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def env_value(c: dict, name: str) -> tuple[bool, str | None]:
+    """(set, literal value) of an environment variable; (True, None) when it comes from elsewhere (valueFrom)."""
+    for e in reversed(c.get("env") or []):
+        if isinstance(e, dict) and e.get("name") == name:
+            return True, e.get("value") if "valueFrom" not in e else None
+    return False, None
+
+
+def running(c: dict) -> str | None:
+    """The program (a key of PROGRAMS) a container runs: its executable, else its image when it keeps the image's
+    own entrypoint; None for anything else (a shell script, a tool)."""
+    args = argv(c)
+    exe = posixpath.basename(args[0]) if args else ""
+    if exe in PROGRAMS:
+        return exe
+    if env_value(c, "SPRING_CONFIG_LOCATION")[0] and "hapi" in _image_name(c):
+        return "hapi"
+    if c.get("command") or args:
+        if not (args and args[0].startswith("-")):
+            return None  # an explicit command that is not one of the programs
+    image = _image_name(c)
+    if "hapi" in image:
+        return "hapi"
+    for prog, marker in PROGRAMS.items():
+        if prog != "hapi" and (image == marker or image.startswith(marker + "-") or image == prog):
+            return prog
+    return None
+
+
+def _option(args: list[str], short: str | None, long: str | None) -> tuple[bool, str | None]:
+    """(given, value) of `-x VALUE`, `-xVALUE`, `--long=VALUE` or `--long VALUE`; the last occurrence wins."""
+    found, value = False, None
+    for i, a in enumerate(args):
+        if short and a == short:
+            found, value = True, args[i + 1] if i + 1 < len(args) else None
+        elif short and a.startswith(short) and len(a) > len(short) and not a.startswith("--"):
+            found, value = True, a[len(short):]
+        elif long and a == long:
+            found, value = True, args[i + 1] if i + 1 < len(args) else None
+        elif long and a.startswith(long + "="):
+            found, value = True, a[len(long) + 1:]
+    return found, value
+
+
+def config_paths(program: str, c: dict) -> list[tuple[str | None, str]]:
+    """The configuration files a container of `program` loads: (path, "") or (None, why it cannot be known)."""
+    args = argv(c)
+    name = c.get("name")
+    if program in ("nginx", "rsyslogd"):
+        given, value = _option(args[1:] if args and posixpath.basename(args[0]) == program else args,
+                               "-c" if program == "nginx" else "-f", None)
+        if given and not value:
+            return [(None, f"container {name}: {program} option without a file")]
+        return [(value or _DEFAULTS[program], "")]
+    if program == "postfix":
+        given, value = _option(args[1:] if args else args, "-c", None)
+        if given and not value:
+            return [(None, f"container {name}: postfix -c without a directory")]
+        return [(posixpath.join(value, "main.cf") if value else _DEFAULTS["postfix"], "")]
+    if program == "oauth2-proxy":
+        given, value = _option(args, "-config", "--config")
+        if not value:
+            env_set, env = env_value(c, "OAUTH2_PROXY_CONFIG")
+            value = env
+            if not value:
+                return [(None, f"container {name}: oauth2-proxy runs without a configuration file (--config) "
+                               "the evidence holds" + (" (OAUTH2_PROXY_CONFIG not a literal)" if env_set else ""))]
+        return [(value, "")]
+    if program == "postgres":
+        value = None
+        for i, a in enumerate(args):
+            opt = a[2:] if a.startswith("--") else (args[i + 1] if a == "-c" and i + 1 < len(args) else
+                                                   a[2:] if a.startswith("-c") else "")
+            if opt.startswith("config_file="):
+                value = opt.split("=", 1)[1]
+        if not value:
+            return [(None, f"container {name}: postgres runs the configuration of its data directory "
+                           "(no -c config_file=), which the evidence does not hold")]
+        return [(value, "")]
+    if program == "hapi":
+        env_set, env = env_value(c, "SPRING_CONFIG_LOCATION")
+        if not env:
+            return [(None, f"container {name}: HAPI runs its built-in configuration"
+                           + (" (SPRING_CONFIG_LOCATION not a literal)" if env_set else
+                              " (no SPRING_CONFIG_LOCATION)") + ", which the evidence does not hold")]
+        out: list[tuple[str | None, str]] = []
+        for loc in (x.strip() for x in env.split(",") if x.strip()):
+            if loc.startswith("optional:"):
+                loc = loc[len("optional:"):]
+            if loc.startswith("classpath:"):
+                out.append((None, f"container {name}: {loc} is inside the image, which the evidence does not hold"))
+                continue
+            if loc.startswith("file:"):
+                loc = "/" + loc[len("file:"):].lstrip("/")
+            out.append((posixpath.join(loc, "application.yaml") if loc.endswith("/") else loc, ""))
+        return out
+    return []
 
 
 def _projected_secret(vol: dict) -> bool:

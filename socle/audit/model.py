@@ -2,7 +2,8 @@
 
 A control is one requirement of `REQUIREMENTS.md` (same ID) with a check over plain Kubernetes objects (dicts as
 the API server returns them) and the configuration files carried in ConfigMaps. A check yields one finding per
-object it judged: pass, fail, or not applicable, always with the reason. Controls whose evidence is a document
+object it judged: pass, fail, not applicable, or evidence missing (what it needs is absent or unreadable: a
+failure of the audit), always with the reason. Controls whose evidence is a document
 (a certificate, a register, a restore record) have no check: the report asks for manual evidence.
 """
 from __future__ import annotations
@@ -14,8 +15,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Literal
 if TYPE_CHECKING:
     from .evidence import Evidence
 
-Status = Literal["pass", "fail", "not-applicable"]
-ControlStatus = Literal["pass", "fail", "waived", "not-applicable", "manual"]
+Status = Literal["pass", "fail", "not-applicable", "evidence-missing"]
+ControlStatus = Literal["pass", "fail", "waived", "not-applicable", "manual", "evidence-missing"]
+# The statuses of a control, in the order reports count them; `evidence-missing` is a failure of the audit: the
+# evidence a control needs is absent, unreadable or not what it must be, so the control cannot say pass.
+CONTROL_STATUSES: tuple[str, ...] = ("pass", "fail", "evidence-missing", "waived", "not-applicable", "manual")
+FAILING_STATUSES = frozenset({"fail", "evidence-missing"})
 Severity = Literal["critical", "high", "medium", "low"]
 
 # Frameworks of the report summary, in display order.
@@ -86,6 +91,11 @@ def not_applicable(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
     return Finding("not-applicable", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
 
 
+def missing(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
+    """The evidence this finding needs is absent or unreadable: the reason names what is missing."""
+    return Finding("evidence-missing", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
+
+
 def judge(obj: dict | ObjRef, problems: list[str], ok: str, file: str = "") -> Finding:
     """One finding: fail listing every problem, or pass with `ok`."""
     return failed(obj, "; ".join(problems), file) if problems else passed(obj, ok, file)
@@ -105,6 +115,8 @@ class Control:
     remediation: str
     check: Check | None = None  # None: documentary evidence, recorded in the stack's `socle:audit.evidence`
     manual_evidence: str = ""  # what an auditor must see when the control is manual
+    max_age_days: int | None = None  # manual: the recorded evidence (its `date`) is at most this old on the day judged
+    needs_validity: bool = False  # manual: the document expires (a certificate): `valid_until` is required
 
     @property
     def manual(self) -> bool:
@@ -136,3 +148,7 @@ class ControlResult:
     @property
     def failures(self) -> list[Finding]:
         return [f for f in self.findings if f.status == "fail"]
+
+    @property
+    def missing(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "evidence-missing"]

@@ -11,7 +11,7 @@ from ..constants import ANN_BLUEPRINT
 from .config import AuditConfig
 from .controls import catalogue
 from .evidence import Evidence
-from .model import Context, Control, ControlResult, Finding
+from .model import CONTROL_STATUSES, FAILING_STATUSES, Context, Control, ControlResult, Finding, ObjRef
 
 
 class AuditInputError(Exception):
@@ -29,6 +29,7 @@ class Audit:
     config: AuditConfig = field(default_factory=AuditConfig)
     object_count: int = 0
     audit_day: dt.date | None = None  # the day the audit ran (system clock); None: the date judged
+    coverage: dict = field(default_factory=dict)  # what the evidence holds against what the audit expects (coverage())
 
     @property
     def date(self) -> dt.date:
@@ -44,14 +45,20 @@ class Audit:
 
     @property
     def failed(self) -> bool:
-        return any(r.status == "fail" for r in self.results)
+        """A control failed, or could not be judged for missing evidence."""
+        return any(r.status in FAILING_STATUSES for r in self.results)
 
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in ("pass", "fail", "waived", "not-applicable", "manual")}
+        out = {s: 0 for s in CONTROL_STATUSES}
         for r in self.results:
             out[r.status] += 1
         return out
 
+
+NOTHING_TO_JUDGE = "no object in the evidence this control applies to"
+# How the notes of a manual control begin: its evidence recorded (and holding on the day judged), or none recorded.
+MANUAL_RECORDED = "manual: evidence recorded"
+MANUAL_MISSING = "manual: missing"
 
 PROFILE_GIVEN = "given on the command line (--profile)"
 PROFILE_STACK = "from the stack file"
@@ -100,6 +107,8 @@ def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, 
     statuses = {f.status for f in result.findings}
     if "fail" in statuses:
         result.status = "fail"
+    elif "evidence-missing" in statuses:
+        result.status = "evidence-missing"
     elif result.waived:
         result.status = "waived"
     elif "pass" in statuses:
@@ -107,7 +116,7 @@ def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, 
     else:
         result.status = "not-applicable"
         if not result.findings:
-            result.notes.append("no object in the evidence this control applies to")
+            result.notes.append(NOTHING_TO_JUDGE)
     return result
 
 
@@ -115,6 +124,9 @@ def run(ev: Evidence, ctx: Context, cfg: AuditConfig | None = None, controls: li
         audit_day: dt.date | None = None) -> Audit:
     """`audit_day`: the day the audit runs, when the date judged (`ctx.today`, `--as-of`) may differ from it."""
     cfg = cfg or AuditConfig()
+    expected = expected_namespaces(cfg)
+    if expected:
+        ev.expect_namespaces(expected, "the stack's inventory")
     if not ev.kit_namespaces:
         raise AuditInputError(
             f"{ev.source}: no namespace of the kit (label app.kubernetes.io/part-of=socle) among "
@@ -132,19 +144,90 @@ def run(ev: Evidence, ctx: Context, cfg: AuditConfig | None = None, controls: li
     return Audit(
         target=ev.target, source=ev.source, context=ctx, kit_version=KIT_VERSION,
         blueprints=sorted(ev.namespace_annotation(ANN_BLUEPRINT)), results=results, config=cfg,
-        object_count=len(ev.objects), audit_day=audit_day,
+        object_count=len(ev.objects), audit_day=audit_day, coverage=coverage(ev),
     )
+
+
+def coverage(ev: Evidence) -> dict:
+    """What the evidence holds against what the audit expects: the kit's namespaces (the stack's inventory when
+    given), the objects in scope by kind, and the configuration files the containers load, resolved or missing."""
+    from .evidence import PROGRAMS
+
+    configs: dict[str, dict[str, list[str]]] = {}
+    for program in PROGRAMS:
+        loaded = ev.loaded(program)
+        if loaded:
+            configs[program] = {
+                "resolved": sorted({f"{x.workload.ref} {x.container.get('name')}: {x.path} -> "
+                                    f"{x.file.ref}/{x.file.key}" for x in loaded if x.file is not None}),
+                "missing": sorted({x.why for x in loaded if x.file is None}),
+            }
+    kinds: dict[str, int] = {}
+    for o in ev.scoped():
+        kinds[o["kind"]] = kinds.get(o["kind"], 0) + 1
+    return {
+        "namespaces_expected": sorted(ev.expected_namespaces),
+        "namespaces_expected_from": ev.expected_origin,
+        "namespaces_found": sorted(ev.kit_namespaces),
+        "namespaces_missing": sorted(ev.missing_namespaces),
+        "namespaces_without_label": sorted(meta_name(o) for o in ev.unlabelled_namespaces),
+        "objects_in_scope": sum(kinds.values()),
+        "kinds_in_scope": dict(sorted(kinds.items())),
+        "configurations": configs,
+    }
+
+
+def meta_name(obj: dict) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _manual(control: Control, cfg: AuditConfig, today: dt.date) -> ControlResult:
+    """A documentary control: `manual` while its evidence is missing or recorded and holding (the notes say which:
+    `manual: missing` or `manual: evidence recorded`); `fail` when the recorded evidence does not hold on the day
+    judged (too old for the control's dated rule, expired, dated in the future)."""
+    r = ControlResult(control, "manual")
+    ref = cfg.evidence.get(control.id)
+    if ref is None:
+        r.notes.append(f"manual evidence required: {control.manual_evidence}")
+        r.notes.append(f"{MANUAL_MISSING}: no documentary evidence is recorded")
+        return r
+    r.notes.append(f"evidence recorded: {ref.reference} (owner {ref.owner}, {ref.date})")
+    if ref.describe():
+        r.notes.append(ref.describe())
+    problems = ref.problems(today, control.max_age_days, control.needs_validity)
+    if problems:
+        r.status = "fail"
+        r.findings.append(Finding("fail", ObjRef("ManualEvidence", "", control.id),
+                                  f"recorded evidence {ref.reference!r}: " + "; ".join(problems)))
+    else:
+        r.notes.append(f"{MANUAL_RECORDED}: the auditor checks the document")
+    return r
+
+
+
+def expected_namespaces(cfg: AuditConfig) -> dict[str, str]:
+    """The kit's namespaces (name -> block) the stack's inventory names, when the audit has a stack."""
+    return dict(getattr(cfg, "_namespaces", None) or {})
+
+
+def _absent_evidence(ev: Evidence, result: ControlResult) -> None:
+    """A control with nothing to judge is not applicable only when the evidence is complete: when a namespace of the
+    stack's inventory is absent, what it would have judged may be there, so the control's evidence is missing."""
+    missing = ev.missing_namespaces
+    if not missing or result.status != "not-applicable" or result.findings:
+        return
+    result.status = "evidence-missing"
+    result.notes = [n for n in result.notes if n != NOTHING_TO_JUDGE]
+    result.notes.append("no object to judge, and namespaces of the stack's inventory are not in the evidence: "
+                        + ", ".join(f"{n} (block {b})" for n, b in sorted(missing.items())))
+
 
 
 def _judge(ev: Evidence, ctx: Context, cfg: AuditConfig, controls: list[Control] | None) -> list[ControlResult]:
     results = []
     for control in controls or catalogue():
         if control.manual:
-            r = ControlResult(control, "manual")
-            ref = cfg.evidence.get(control.id)
-            r.notes.append(f"evidence recorded: {ref.reference} (owner {ref.owner}, {ref.date})" if ref
-                           else f"manual evidence required: {control.manual_evidence}")
-            results.append(r)
+            results.append(_manual(control, cfg, ctx.today))
             continue
         try:
             findings = list(control.check(ev, ctx))  # type: ignore[misc]
@@ -153,7 +236,9 @@ def _judge(ev: Evidence, ctx: Context, cfg: AuditConfig, controls: list[Control]
             # the evidence cannot be judged, which is an input error naming the control, never a traceback.
             raise AuditInputError(f"{control.id}: the evidence could not be judged ({type(exc).__name__}: {exc}); "
                                   "check the configuration files the kit's ConfigMaps carry") from None
-        results.append(_apply_waivers(control, findings, cfg, ctx.today))
+        result = _apply_waivers(control, findings, cfg, ctx.today)
+        _absent_evidence(ev, result)
+        results.append(result)
     return results
 
 

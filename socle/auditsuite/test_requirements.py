@@ -34,6 +34,9 @@ def test_requirement(verdict, record_property):
     c = result.control
     record_property("requirement", c.id)
     record_property("severity", c.severity)
+    if finding is None and result.status == "evidence-missing":
+        # Nothing to judge because the evidence the control needs is absent: a failure, never a skip.
+        pytest.fail(f"{c.id} {c.title}: evidence missing — {'; '.join(result.notes)}", pytrace=False)
     if finding is None:
         # Manual controls, and checked controls with nothing to judge in this evidence.
         pytest.skip("; ".join(result.notes) or result.status)
@@ -45,5 +48,5 @@ def test_requirement(verdict, record_property):
     if finding.status == "not-applicable":
         pytest.skip(f"{c.id} not applicable to {finding.obj}: {finding.reason}")
     assert finding.status == "pass", (
-        f"{c.id} {c.title}\n  object: {finding.obj}{' (' + finding.file + ')' if finding.file else ''}\n"
+        f"{c.id} {c.title}{' — evidence missing' if finding.status == 'evidence-missing' else ''}\n  object: {finding.obj}{' (' + finding.file + ')' if finding.file else ''}\n"
         f"  finding: {finding.reason}\n  remediation: {c.remediation}")

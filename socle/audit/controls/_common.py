@@ -10,7 +10,7 @@ from socle.constants import ANN_ROUTES, RETENTION_FLOOR_DAYS
 
 from .. import configs
 from ..evidence import ConfigFile, Evidence, Workload, annotations, meta
-from ..model import Finding, failed, judge
+from ..model import Finding, ObjRef, failed, judge, missing
 
 
 @dataclass
@@ -19,16 +19,43 @@ class Parsed:
     data: Any
 
 
-def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Iterator[Parsed | Finding]:
-    """Each ConfigMap file named `key`, parsed once per audit; a file that does not parse is a failure of every
-    control that reads it."""
-    cache_key = (key, contains, parser)
+def parsed(ev: Evidence, key: str, parser, contains: str | None = None,
+           program: str | None = None, blocks: tuple[str, ...] = ()) -> Iterator[Parsed | Finding]:
+    """The configuration files named `key`, parsed once per audit.
+
+    With `program`, the files are first those the containers running it actually load — their command line,
+    arguments or environment name the file, resolved through their volumeMounts to a ConfigMap key, whatever that
+    key is called; a file that resolves to nothing is missing evidence of the workload. ConfigMaps carrying `key`
+    that no container loads are judged too (a stray configuration is still the kit's). A file that does not parse,
+    or parses to nothing the program could run, is missing evidence of every control that reads it; so is the file
+    of a namespace of the stack's inventory (`blocks`: where the program runs) absent from the evidence."""
+    cache_key = (key, contains, parser, program)
     if cache_key not in ev.parsed_files:
         results: list[Parsed | Finding] = []
         # The same text is parsed once per audit (namespaces deployed from one blueprint carry identical files);
         # the parsed value is shared, and controls only read it.
         texts: dict[tuple[Any, str], Any] = ev.parsed_files.setdefault(("texts",), {})  # type: ignore[assignment]
-        for f in ev.config_files(key, contains):
+        for ns, block in sorted(ev.missing_namespaces.items()):
+            if block in blocks:
+                results.append(missing(ObjRef("Namespace", "", ns), f"namespace {ns} (block {block}), where {program or key} "
+                                       f"runs, is not in the evidence: its {key} cannot be judged", key))
+        files: list[ConfigFile] = []
+        taken: set[tuple[Any, str]] = set()
+        reported: set[tuple[Any, str]] = set()
+        for loaded in ev.loaded(program) if program else ():
+            if loaded.file is None:
+                if (loaded.workload.ref, loaded.why) not in reported:
+                    reported.add((loaded.workload.ref, loaded.why))
+                    results.append(missing(loaded.workload.obj, f"configuration {loaded.why}", key))
+                continue
+            ident = (loaded.file.ref, loaded.file.key)
+            if ident in taken:
+                continue
+            taken.add(ident)
+            if contains is None or contains in loaded.file.text:
+                files.append(loaded.file)
+        files += [f for f in ev.config_files(key, contains) if (f.ref, f.key) not in taken]
+        for f in files:
             seen = texts.get((parser, f.text))
             if seen is None:
                 try:
@@ -36,9 +63,38 @@ def parsed(ev: Evidence, key: str, parser, contains: str | None = None) -> Itera
                 except configs.ConfigError as exc:
                     seen = texts[(parser, f.text)] = (False, str(exc))
             ok, data = seen
-            results.append(Parsed(f, data) if ok else failed(f.obj, f"{key} does not parse: {data}", key))
+            results.append(Parsed(f, data) if ok else
+                           missing(f.obj, f"{f.key} cannot be judged: it does not parse as {key} ({data})", key))
         ev.parsed_files[cache_key] = results
     return iter(ev.parsed_files[cache_key])
+
+
+def _nginx(text: str) -> configs.Directive:
+    root = configs.nginx(text)
+    if root.first("http") is None:
+        raise configs.ConfigError("no http block: not a configuration NGINX would serve anything from")
+    return root
+
+
+def _postfix_main(text: str) -> dict:
+    values = configs.postfix_main(text)
+    if not values:
+        raise configs.ConfigError("no parameter set")
+    return values
+
+
+def _oauth2(text: str) -> dict:
+    values = configs.toml(text)
+    if not isinstance(values, dict) or not values:
+        raise configs.ConfigError("no setting")
+    return values
+
+
+def _rsyslog(text: str) -> list:
+    statements = configs.rsyslog(text)
+    if not statements:
+        raise configs.ConfigError("no statement")
+    return statements
 
 
 Judge = Callable[["Parsed"], "Finding | Iterable[Finding]"]
@@ -58,15 +114,15 @@ def each(files: Iterable[Parsed | Finding], fn: Judge) -> Iterator[Finding]:
 
 
 def nginx_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return parsed(ev, "nginx.conf", configs.nginx)
+    return parsed(ev, "nginx.conf", _nginx, program="nginx", blocks=("gateway",))
 
 
 def main_cf_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return parsed(ev, "main.cf", configs.postfix_main)
+    return parsed(ev, "main.cf", _postfix_main, program="postfix", blocks=("mss",))
 
 
 def oauth2_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return parsed(ev, "oauth2-proxy.cfg", configs.toml)
+    return parsed(ev, "oauth2-proxy.cfg", _oauth2, program="oauth2-proxy", blocks=("gateway",))
 
 
 def _yaml_mapping(text: str) -> dict:
@@ -87,15 +143,18 @@ def _yaml_mapping(text: str) -> dict:
 
 
 def hapi_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return (p for p in parsed(ev, "application.yaml", _yaml_mapping) if not isinstance(p, Parsed) or "hapi" in p.data)
+    return (p for p in parsed(ev, "application.yaml", _yaml_mapping, program="hapi", blocks=("fhir",))
+            if not isinstance(p, Parsed) or "hapi" in p.data)
 
 
 def aggregator_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return parsed(ev, "rsyslog.conf", configs.rsyslog, contains="imtcp")
+    return parsed(ev, "rsyslog.conf", _rsyslog, contains="imtcp", program="rsyslogd",
+                  blocks=("audit",))
 
 
 def forwarder_files(ev: Evidence) -> Iterator[Parsed | Finding]:
-    return parsed(ev, "rsyslog.conf", configs.rsyslog, contains="omfwd")
+    return parsed(ev, "rsyslog.conf", _rsyslog, contains="omfwd", program="rsyslogd",
+                  blocks=("gateway", "fhir", "mss"))
 
 
 def routes(cm: dict) -> list[dict] | None:

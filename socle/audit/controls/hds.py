@@ -8,7 +8,7 @@ from typing import Iterator
 from socle.constants import ANN_REGION_COUNTRIES, EEA_COUNTRIES, LABEL_DATA, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY
 
 from ..evidence import Evidence, Workload, annotations, dig, labels, meta
-from ..model import Context, Control, Finding, ObjRef, failed, judge
+from ..model import Context, Control, Finding, ObjRef, failed, judge, missing
 from . import registrar
 
 CONTROLS: list[Control] = []
@@ -96,7 +96,8 @@ manual("HDS-02", "Access from outside the EEA has a legal basis and is declared"
        "The register of accesses from outside the EEA and their legal basis (or a statement that there is none).")
 manual("HDS-03", "The hosting provider is HDS-certified for the activities used", "critical", HDS, ("hds",),
        "Host on an HDS-certified provider (2024 référentiel) for every activity used.",
-       "The provider's HDS certificate: number, scope (activities 1-6), certifier and expiry date.")
+       "The provider's HDS certificate: number, scope (activities 1-6), certifier and expiry date.",
+       needs_validity=True)
 
 
 def _claims(ev: Evidence) -> Iterator[tuple[dict, str | None, str]]:
@@ -119,7 +120,7 @@ def hds_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         classes.add(cls)
         sc = ev.get("StorageClass", "", cls)
         if sc is None:
-            yield failed(owner, f"claim {claim}: storage class {cls} is not in the evidence")
+            yield missing(owner, f"claim {claim}: storage class {cls} is not in the evidence")
         if owner.get("kind") == "StatefulSet":
             policy = dig(owner, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted", default="Retain")
             if policy != "Retain":
@@ -137,7 +138,9 @@ def hds_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             problems.append(f"{provisioner} parameter {param} is not \"true\"")
         if labels(sc).get(LABEL_ENCRYPTED) != "true":
             problems.append(f"not declared encrypted ({LABEL_ENCRYPTED})")
-        yield judge(sc, problems, f"encrypted ({provisioner}), reclaimPolicy Retain")
+        how = f"encrypted ({provisioner} parameter {param})" if param else \
+            f"encryption declared by the stack only ({LABEL_ENCRYPTED}): the audit cannot see it for driver {provisioner}"
+        yield judge(sc, problems, f"{how}, reclaimPolicy Retain")
 
 
 _DAILY = re.compile(r"^\S+\s+\S+\s+\*\s+\*\s+\*$")
@@ -194,4 +197,5 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 
 manual("BCK-02", "Restores are tested regularly (at least every 90 days)", "high", HDS, ("ans-k8s", "socle"),
        "Run a restore test at least every 90 days and keep its record.",
-       "The record of the last restore test (date, backup restored, result); older than 90 days fails the requirement.")
+       "The record of the last restore test (date, backup restored, result); older than 90 days fails the requirement.",
+       max_age_days=90)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from socle.constants import (ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, LABEL_BLOCK,
-                             LABEL_PROFILE)
+from socle.constants import (ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, KIT,
+                             LABEL_PROFILE, PART_OF)
 
 from ..evidence import Evidence, annotations, dig, labels, meta
-from ..model import Context, Control, Finding, ObjRef, failed, judge, not_applicable, passed
+from ..model import Context, Control, Finding, ObjRef, failed, judge, missing, not_applicable, passed
 from . import registrar
 
 CONTROLS: list[Control] = []
@@ -24,8 +24,15 @@ def k8s_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     for name, ns in sorted(ev.kit_namespaces.items()):
         level = labels(ns).get("pod-security.kubernetes.io/enforce", "(none)")
         exception = annotations(ns).get(ANN_PSS_EXCEPTION)
-        yield judge(ns, [] if level == "restricted" else
-                    [f"enforces {level}" + (f" (stated exception: {exception})" if exception else "")], "enforces restricted")
+        problems = [] if level == "restricted" else [f"enforces {level}" + (f" (stated exception: {exception})" if exception else "")]
+        if labels(ns).get(PART_OF) != KIT:
+            # Recognised by its name (the stack's inventory, or the kit's naming): a stripped label takes a
+            # namespace out of the kit's own tooling and policies, and is a finding of its own.
+            problems.append(f"a namespace of the kit without the label {PART_OF}={KIT}")
+        yield judge(ns, problems, "enforces restricted")
+    for name, block in sorted(ev.missing_namespaces.items()):
+        yield missing(ObjRef("Namespace", "", name), f"namespace {name} of block {block} ({ev.expected_origin}) "
+                                                    "is not in the evidence")
 
 
 def _default_deny(pol: dict) -> bool:
@@ -160,7 +167,7 @@ def k8s_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 @control("K8S-07", "Only the gateway and the relay are reachable from outside; no NodePort", "high", K8S, SRC,
          "Use ClusterIP services; expose only the gateway and the relay through a LoadBalancer.")
 def k8s_07(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    blocks = {name: labels(ns).get(LABEL_BLOCK) for name, ns in ev.kit_namespaces.items()}
+    blocks = {name: ev.block_of(name) for name in ev.kit_namespaces}
     for svc in ev.scoped("Service"):
         spec = svc.get("spec") or {}
         kind = spec.get("type", "ClusterIP")

@@ -55,7 +55,7 @@ def _imtcp(p: Parsed) -> list[dict[str, str]]:
 
 
 def _postgres_files(ev: Evidence):
-    return parsed(ev, "postgresql.conf", configs.postgresql_conf)
+    return parsed(ev, "postgresql.conf", configs.postgresql_conf, program="postgres")
 
 
 @control("TLS-01", "TLS 1.2 minimum, 1.3 preferred; SSL, TLS 1.0 and 1.1 never offered", "critical", TLS,

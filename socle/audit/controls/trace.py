@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-from socle.constants import LABEL_BLOCK
 
-from ..evidence import Evidence, dig, labels, meta
-from ..model import Context, Control, Finding, failed, judge
+from ..evidence import BLOCK_LABEL, Evidence, dig, meta
+from ..model import Context, Control, Finding, ObjRef, failed, judge, missing
 from . import registrar
 from ._common import Parsed, aggregator_files, each, forwarder_files, hapi_files, nginx_files, retention
 
@@ -22,7 +21,11 @@ SOURCE_BLOCKS = ("gateway", "fhir", "relay")
 def trace_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     forwarder_cms = {(meta(p.file.obj).get("namespace"), meta(p.file.obj).get("name"))
                      for p in forwarder_files(ev) if isinstance(p, Parsed)}
-    blocks = {name: labels(ns).get(LABEL_BLOCK) for name, ns in ev.kit_namespaces.items()}
+    blocks = {name: ev.block_of(name) for name in ev.kit_namespaces}
+    for name, block in sorted(ev.missing_namespaces.items()):
+        if BLOCK_LABEL.get(block, block) in SOURCE_BLOCKS:
+            yield missing(ObjRef("Namespace", "", name), f"namespace {name} (block {block}) is not in the evidence: "
+                                                        "whether its workloads record accesses cannot be judged")
     for w in ev.workloads():
         if blocks.get(w.namespace) not in SOURCE_BLOCKS:
             continue
