@@ -40,7 +40,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,8 +408,8 @@ def check_files(out: Path, names: Iterable[str]) -> None:
             raise OutputError(f"{path} exists and is not a regular file")
 
 
-def write_files(out: Path, files: dict[str, str], *, lock_timeout: float = LOCK_TIMEOUT) -> list[Path]:
-    """Write `files` (name -> text) into the directory `out`, each replaced atomically; other files are kept.
+def write_files(out: Path, files: Mapping[str, str | bytes], *, lock_timeout: float = LOCK_TIMEOUT) -> list[Path]:
+    """Write `files` (name -> text, or bytes as they are) into the directory `out`, each replaced atomically; other files are kept.
 
     All files are staged (temporary file in `out`, fsync'd) before the first is replaced, so a full or read-only
     disk fails before any replacement."""
@@ -436,7 +436,7 @@ def write_files(out: Path, files: dict[str, str], *, lock_timeout: float = LOCK_
                 try:
                     existing = os.lstat(out / name) if os.path.lexists(out / name) else None
                     os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing else 0o666 & ~mask)
-                    view = memoryview(content.encode("utf-8"))
+                    view = memoryview(content if isinstance(content, bytes) else content.encode("utf-8"))
                     while view:
                         view = view[os.write(fd, view):]
                     os.fsync(fd)

@@ -87,11 +87,8 @@ def _or(lookup: Callable[[str], str], key: str, fallback: str) -> str:
 # --- facts of a signable report: fingerprints, kit, cluster, scope ---------------------------------------
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _object_digest(obj: dict) -> str:
@@ -331,8 +328,14 @@ def to_dict(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LAN
     }
 
 
-def to_json(audit: Audit, ev: Evidence | None = None, **opts: Any) -> str:
-    return json.dumps(to_dict(audit, ev, **opts), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+def to_json(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
+    return json.dumps(_report(audit, ev, lang, opts), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def _report(audit: Audit, ev: Evidence | None, lang: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The report's data: given by write_reports (`_data`, built once for the five formats), else built here."""
+    data = opts.pop("_data", None)
+    return data if data is not None else to_dict(audit, ev, lang=lang, **opts)
 
 
 def _env() -> jinja2.Environment:
@@ -353,7 +356,7 @@ def _css_string(text: str) -> Markup:
 
 def to_html(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
     cat = load(lang)
-    d = to_dict(audit, ev, lang=lang, **opts)
+    d = _report(audit, ev, lang, opts)
     return _env().get_template("report.html.j2").render(
         r=d, order=_statuses(d["summary"]), columns=_columns(d["summary"]), lang=lang, confidence=dict(cat.data["confidence"]),
         regulatory=CONFIDENCE_REGULATORY, design=CONFIDENCE_DESIGN, **_words(cat))
@@ -374,7 +377,7 @@ def _md(text: str) -> str:
 def to_markdown(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
     cat = load(lang)
     L, S, V = cat.label, _words(cat)["S"], _words(cat)["V"]
-    d = to_dict(audit, ev, lang=lang, **opts)
+    d = _report(audit, ev, lang, opts)
     rep = d["report"]
     nr = L("not_recorded")
     lines = [f"# {L('report_title', target=rep['target'])}", ""]
@@ -496,7 +499,7 @@ def _fingerprints(d: dict[str, Any]) -> list[tuple[str, str]]:
 
 def to_junit(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
     cat = load(lang)
-    d = to_dict(audit, ev, lang=lang, **opts)
+    d = _report(audit, ev, lang, opts)
     suites = ET.Element("testsuites", name=f"socle audit {d['report']['target']}")
     for family in FAMILIES:
         controls = [c for c in d["controls"] if c["family"] == family]
@@ -533,7 +536,7 @@ def to_junit(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LA
 
 def to_sarif(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
     cat = load(lang)
-    d = to_dict(audit, ev, lang=lang, **opts)
+    d = _report(audit, ev, lang, opts)
     rules = []
     index = {}
     for i, c in enumerate(d["controls"]):
@@ -590,17 +593,11 @@ def write_reports(audit: Audit, ev: Evidence | None, out: Path, *, lang: str = D
 
     writers = {"report.html": to_html, "report.md": to_markdown, "report.json": to_json, "junit.xml": to_junit,
                "report.sarif": to_sarif}
-    files: dict[str, str] = {name: writers[name](audit, ev, lang=lang, **opts) for name in REPORT_FILES}
+    data = to_dict(audit, ev, lang=lang, **opts)  # every object hashed once, not once per format
+    files: dict[str, str | bytes] = {name: writers[name](audit, ev, lang=lang, _data=data) for name in REPORT_FILES}
     if pdf and pdf_available() is None:
-        files[PDF_FILE] = _Binary(to_pdf(files["report.html"]))  # type: ignore[assignment]
+        files[PDF_FILE] = to_pdf(str(files["report.html"]))
     return write_files(out, files)
-
-
-class _Binary(bytes):
-    """Bytes that write_files (which encodes text as UTF-8) writes as they are."""
-
-    def encode(self, *_args: Any, **_kwargs: Any) -> bytes:  # type: ignore[override]
-        return bytes(self)
 
 
 def pdf_available() -> str | None:
