@@ -1,14 +1,14 @@
 """Time of the control catalogue over the demo render, and over the same objects copied into N times as many
 namespaces (a cluster hosting many établissements), to show how the audit scales with the object count.
 
-Two figures per scale, measured in the same run:
+Figures per scale, measured in the same run:
 - `audit_seconds_median`: the audit in memory (the objects indexed into an `Evidence`, every control run);
-- for the 2k and 20k scales, the snapshot path as an auditor runs it: the snapshot written as `kubectl get -o yaml`
-  writes it, read by `sources.from_snapshot` (YAML parse + shape check, `load_seconds_median`), and the whole
-  command `socle audit --snapshot FILE` in a subprocess (`cli_seconds`: interpreter start, imports, load, audit,
-  text report).
-The target of issue 9 (20,000 objects in ≤ 3 s, time(20k)/time(2k) ≤ 12) is stated against the in-memory audit;
-the load and the CLI run are reported beside it, with their own ratios.
+- for the 2k and 20k scales, the snapshot path as an auditor runs it, for the export `socle audit
+  --print-snapshot-command` prints (`kubectl get … -o json`) and for a YAML export (`-o yaml`): the file read by
+  `sources.from_snapshot` (parse + shape check, `load_seconds_median`), and the whole command `socle audit --snapshot
+  FILE` in a subprocess (`cli_seconds`: interpreter start, imports, load, audit, text report).
+The target of issue 9 (20,000 objects in ≤ 3 s, time(20k)/time(2k) ≤ 12) is checked on the in-memory audit and on
+the whole command with the JSON export; the YAML figures are reported beside them.
 
 Run:  .venv/bin/python benchmarks/audit.py   (writes benchmarks/results/audit.json)
 """
@@ -70,9 +70,19 @@ def audit_once(objs: list[dict]) -> tuple[float, runner.Audit]:
 
 
 def snapshot_figures(objs: list[dict], tmp: Path, label: str) -> dict:
-    path = tmp / f"snapshot-{label}.yaml"
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    path.write_text(yaml.dump({"apiVersion": "v1", "kind": "List", "items": objs}, Dumper=dumper, sort_keys=False))
+    """The JSON export (what kubectl -o json writes: indent 4) and the YAML one, each loaded and audited by the CLI."""
+    doc = {"apiVersion": "v1", "kind": "List", "items": objs}
+    json_path = tmp / f"snapshot-{label}.json"
+    json_path.write_text(json.dumps(doc, indent=4))
+    yaml_path = tmp / f"snapshot-{label}.yaml"
+    yaml_path.write_text(yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False))
+    out = {}
+    for form, path in (("json", json_path), ("yaml", yaml_path)):
+        out.update({f"{form}_{k}": v for k, v in export_figures(objs, path).items()})
+    return out
+
+
+def export_figures(objs: list[dict], path: Path) -> dict:
     loads = []
     for _ in range(RUNS):
         start = time.perf_counter()
@@ -109,15 +119,20 @@ def main() -> None:
             results[f"x{n}"] = row
             print(f"x{n}: {json.dumps(row)}", file=sys.stderr)
     small, large = results["x27"], results["x270"]
-    ratio = {key: round(large[key] / small[key], 2) for key in ("audit_seconds_median", "load_seconds_median", "cli_seconds")}
+    keys = ("audit_seconds_median", "json_load_seconds_median", "json_cli_seconds", "yaml_load_seconds_median",
+            "yaml_cli_seconds")
+    ratio = {key: round(large[key] / small[key], 2) for key in keys}
     write_results(
         "audit", scales=results,
-        target={"objects": large["objects"], "audit_seconds": large["audit_seconds_median"], "audit_limit_seconds": 3.0,
-                "ratio_20k_2k": ratio, "ratio_limit": 12,
-                "met": large["audit_seconds_median"] <= 3.0 and ratio["audit_seconds_median"] <= 12,
-                "covers": "the in-memory audit (Evidence indexes + every control); the YAML load and the whole "
-                          "`socle audit --snapshot FILE` run are reported beside it (load_seconds_median, cli_seconds)"},
+        target={"objects": large["objects"], "limit_seconds": 3.0, "ratio_limit": 12, "ratio_20k_2k": ratio,
+                "audit_seconds": large["audit_seconds_median"], "json_cli_seconds": large["json_cli_seconds"],
+                "met": large["audit_seconds_median"] <= 3.0 and ratio["audit_seconds_median"] <= 12
+                and large["json_cli_seconds"] <= 3.0 and ratio["json_cli_seconds"] <= 12,
+                "covers": "the in-memory audit (Evidence indexes + every control) and the whole `socle audit "
+                          "--snapshot cluster.json` command on the JSON export the kit prints; the YAML export is "
+                          "reported beside them (yaml_*), not held to the target"},
         machine_cores=os.cpu_count(),
+        load_average_at_end=os.getloadavg()[0],
     )
 
 

@@ -12,8 +12,9 @@ sha256((K^opad) || sha256((K^ipad) || m)), with busybox applets only: `od` reads
 XORs the pads, `printf` octal escapes write the binary blocks and `sha256sum` hashes them.
 
 Truncation: every run appends a heartbeat even when nothing is new, and the seal remembers its last link in a
-volume of its own (`seal-state`, an emptyDir that survives container restarts): when the chain's tail is not that
-link — lines removed, the chain deleted or replaced — it appends an `alarm` entry. `socle audit-log verify`
+persistent volume of its own (`seal-state`, a claim of the StatefulSet mounted by the seal container only, so the
+memory survives pod restarts and rescheduling): when the chain's tail is not that link — lines removed, the chain
+deleted or replaced — it appends an `alarm` entry. `socle audit-log verify`
 reports alarms, a last heartbeat older than the tolerance (lines removed since), files sealed late (a chain
 rebuilt by the seal after a deletion) and every link that the key does not reproduce.
 """
@@ -51,6 +52,7 @@ DATA_DIR = "/var/lib/socle/audit"
 SEAL_KEY_DIR = "/etc/socle/seal-key"
 SEAL_KEY_FILE = f"{SEAL_KEY_DIR}/key"
 SEAL_STATE_DIR = "/var/lib/socle/seal-state"
+SEAL_STATE_SIZE = "1Gi"  # one line of state; 1 GiB is the smallest volume of the common block-storage drivers
 
 
 class AuditLogArgs(BaseModel):
@@ -166,7 +168,6 @@ class AuditLog(pulumi.ComponentResource):
                 config_volume("seal", seal_name),
                 empty_dir("spool", "512Mi"),
                 secret_volume("seal-key", args.seal_key_secret, mode=0o440, items=[("key", "key")]),
-                empty_dir("seal-state", "1Mi"),
                 secret_volume("server-tls", args.server_secret, items=[("tls.crt", "tls.crt"), ("tls.key", "tls.key"), ("ca.crt", "ca.crt")]),
             ],
             "affinity": region_affinity(args.region_label, args.regions),
@@ -175,7 +176,9 @@ class AuditLog(pulumi.ComponentResource):
             f"{ns}-rsyslog",
             metadata={"name": "rsyslog", "namespace": ns, "labels": lbl},
             spec=stateful_set_spec("rsyslog", 1, sel, lbl, pod_spec,
-                                   [claim_template("data", args.storage_class, args.storage_size, {LABEL_DATA: "true"})]),
+                                   [claim_template("data", args.storage_class, args.storage_size, {LABEL_DATA: "true"}),
+                                    # the seal's memory of its last link: outlives the pod, never mounted by rsyslog
+                                    claim_template("seal-state", args.storage_class, SEAL_STATE_SIZE)]),
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
         service(self, ns, "rsyslog", lbl, sel, [("syslog-tls", SYSLOG_TLS_PORT, "syslog-tls")])

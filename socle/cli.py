@@ -269,10 +269,12 @@ def audit(
 
 
 STATUS_STYLE = {"pass": "green", "fail": "bold red", "evidence-missing": "bold red", "waived": "yellow", "not-applicable": "dim",
-               "manual": "blue"}
+               "declared": "yellow", "manual: evidence recorded": "blue", "manual: missing": "yellow"}
 
 
 def _print_audit(result) -> None:
+    from .audit.model import RESERVED_STATUSES
+
     ctx = result.context
     out.print(f"{result.target} — evidence {result.source} ({result.object_count} objects), profile {ctx.profile} "
               f"({ctx.profile_origin}), {result.date}", markup=False, highlight=False)
@@ -283,18 +285,22 @@ def _print_audit(result) -> None:
         n = len(r.findings) + len(r.waived)
         table.add_row(r.control.id, f"[{STATUS_STYLE.get(r.status, 'bold')}]{r.status}[/]", r.control.severity, r.control.title, str(n))
     out.print(table)
+    # One line per finding that is not a pass, printed at once (a regional cluster has thousands).
+    lines: list[str] = []
     for r in result.results:
-        for f in r.failures:
-            out.print(f"FAIL {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else ""), markup=False, highlight=False)
-        for f in r.missing:
-            out.print(f"EVIDENCE MISSING {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else ""),
-                      markup=False, highlight=False)
-        for n in r.notes:
-            if "waiver" in n:
-                out.print(f"NOTE {r.control.id}: {n}", markup=False, highlight=False)
+        lines += [f"FAIL {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else "") for f in r.failures]
+        lines += [f"EVIDENCE MISSING {r.control.id} {f.obj}: {f.reason}" + (f" [{f.file}]" if f.file else "")
+                  for f in r.missing]
+        lines += [f"DECLARED {r.control.id} {f.obj}: {f.reason}" for f in r.findings if f.status == "declared"]
+        lines += [f"NOTE {r.control.id}: {n}" for n in r.notes if "waiver" in n]
+    if lines:
+        out.print("\n".join(lines), markup=False, highlight=False)
     counts = result.counts()
     verdict = "[bold red]FAIL[/]" if result.failed else "[bold green]PASS[/]"
-    out.print(f"{verdict}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    out.print(f"{verdict}: " + ", ".join(f"{v} {k}" for k, v in counts.items()), highlight=False)
+    reserved = [f"{counts[s]} {s}" for s in RESERVED_STATUSES if counts.get(s)]
+    if reserved:
+        out.print("Not passes (the auditor needs documents): " + ", ".join(reserved), markup=False, highlight=False)
 
 
 @app.command("auditor-kubeconfig")

@@ -250,7 +250,7 @@ def load(stack: str) -> Stack:
     if problems or bp is None or params is None:
         raise StackError(problems)
     if audit is not None:
-        audit.with_namespaces(stack_namespaces(params))
+        audit.with_namespaces(stack_namespaces(params)).with_base_dir(path.resolve().parent)
     return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"], audit=audit)
 
 

@@ -228,6 +228,11 @@ FAILING: dict[str, Fixture] = {
     "K8S-10": Fixture("demo", "auditors can read Secrets", _cluster_role_reads_secrets, ("ClusterRole", "socle-auditor")),
 }
 
+def _encrypted_driver(objs: Objects) -> None:
+    sc = find(objs, "StorageClass", "socle-health-data")
+    sc["provisioner"], sc["parameters"] = "csi.scaleway.com", {"encrypted": "true", "type": "sbs-5k"}
+
+
 # Where the control passes: the demo render unless said otherwise.
 PASSING: dict[str, Fixture] = {
     "PKI-02": Fixture("chu-exemple-prod", "CRL refreshed beside NGINX"),
@@ -237,6 +242,7 @@ PASSING: dict[str, Fixture] = {
     "DMP-01": Fixture("demo", "DMP connector with distinct authentication and signing certificates", _add(dmp_connector(["dmp-auth", "dmp-sign"]))),
     "K8S-01": Fixture("demo", "the relay namespace made restricted", _ns_label("chdemo-mss", "restricted")),
     "K8S-03": Fixture("demo", "the postfix container hardened", _harden_postfix),
+    "HDS-04": Fixture("demo", "a driver whose encryption parameter the audit reads, set to true", _encrypted_driver),
 }
 
 

@@ -288,8 +288,7 @@ def test_a_restore_test_older_than_90_days_fails_bck02():
     assert str(r.failures[0].obj) == "ManualEvidence/BCK-02"
     recent = (TODAY - dt.timedelta(days=30)).isoformat()
     r = _manual_results({"BCK-02": {"reference": "restore test record 8", "owner": "dsi", "date": recent}})["BCK-02"]
-    assert r.status == "manual" and not r.findings
-    assert any(n.startswith("manual: evidence recorded") for n in r.notes)
+    assert r.status == "manual: evidence recorded" and not r.findings
 
 
 def test_an_expired_or_undated_hds_certificate_fails_hds03():
@@ -301,7 +300,7 @@ def test_an_expired_or_undated_hds_certificate_fails_hds03():
     assert r.status == "fail" and "no valid_until" in r.failures[0].reason
     valid = dict(undated, valid_until="2029-01-01", document="evidence/hds.pdf", sha256="a" * 64)
     r = _manual_results({"HDS-03": valid})["HDS-03"]
-    assert r.status == "manual"
+    assert r.status == "manual: evidence recorded"
     assert any("document evidence/hds.pdf" in n and "sha256 " + "a" * 64 in n for n in r.notes)
 
 
@@ -313,9 +312,8 @@ def test_evidence_dated_after_the_day_judged_fails():
 def test_missing_and_recorded_manual_evidence_are_told_apart():
     results = _manual_results({})
     for cid in ("BCK-02", "HDS-03", "ADM-01"):
-        assert results[cid].status == "manual"
-        assert any(n.startswith("manual: missing") for n in results[cid].notes)
-        assert not any(n.startswith("manual: evidence recorded") for n in results[cid].notes)
+        assert results[cid].status == "manual: missing"
+        assert any("no documentary evidence is recorded" in n for n in results[cid].notes)
 
 
 @pytest.mark.parametrize("entry,message", [
@@ -394,3 +392,55 @@ def test_cli_prints_evidence_missing_and_exits_1_without_traceback(tmp_path, chd
     res = CliRunner().invoke(app, ["audit", "--snapshot", str(snapshot), "--stack", "demo", "--as-of", "2026-11-27"])
     assert res.exit_code == 1, res.output
     assert "EVIDENCE MISSING API-01 Deployment/chdemo-gateway/gateway" in res.output and "Traceback" not in res.output
+
+
+def _manual_with_document(tmp_path, content: bytes | None, sha256: str) -> runner.ControlResult:
+    if content is not None:
+        (tmp_path / "evidence").mkdir(exist_ok=True)
+        (tmp_path / "evidence" / "restore-test.pdf").write_bytes(content)
+    entry = {"reference": "restore test 10", "owner": "dsi", "date": (TODAY - dt.timedelta(days=10)).isoformat(),
+             "document": "evidence/restore-test.pdf", "sha256": sha256}
+    cfg = AuditConfig.model_validate({"evidence": {"BCK-02": entry}}).with_base_dir(tmp_path)
+    ev, _ = evidence_of_demo()
+    return _results(runner.run(ev, runner.make_context(ev, TODAY, stack_profile="dev"), cfg))["BCK-02"]
+
+
+def test_a_local_evidence_document_is_hashed_and_must_be_the_one_recorded(tmp_path):
+    import hashlib
+
+    body = b"%PDF-1.7 restore test of 2026-11-17: 3 volumes restored, checksums equal\n"
+    good = hashlib.sha256(body).hexdigest()
+    r = _manual_with_document(tmp_path, body, good)
+    assert r.status == "manual: evidence recorded" and any("its SHA-256 is the one recorded" in n for n in r.notes)
+    r = _manual_with_document(tmp_path, body + b"edited", good)
+    assert r.status == "fail" and f"not the {good} recorded" in r.failures[0].reason
+    (tmp_path / "evidence" / "restore-test.pdf").unlink()
+    r = _manual_with_document(tmp_path, None, good)
+    assert r.status == "fail" and "cannot be read" in r.failures[0].reason
+
+
+def test_encryption_only_declared_by_the_stack_is_declared_not_passed():
+    """Before: HDS-04 passed on the stack's own `encrypted: true` label for a driver the audit cannot read."""
+    r = _results(_audit(objects_of("demo")))["HDS-04"]
+    assert r.status == "declared"
+    (f,) = [f for f in r.findings if f.obj == ObjRef("StorageClass", "", "socle-health-data")]
+    assert f.status == "declared" and "declared by the stack only" in f.reason
+    # a driver whose encryption parameter the audit reads is judged on it: pass when set, fail when not
+    objs = objects_of("demo")
+    sc = find(objs, "StorageClass", "socle-health-data")
+    sc["provisioner"], sc["parameters"] = "csi.scaleway.com", {"encrypted": "true", "type": "sbs-5k"}
+    assert _results(_audit(objs))["HDS-04"].status == "pass"
+    sc["parameters"]["encrypted"] = "false"
+    assert _results(_audit(objs))["HDS-04"].status == "fail"
+
+
+def test_the_report_shows_coverage_and_reservations(tmp_path):
+    objs = [o for o in objects_of("demo") if o["metadata"].get("namespace") != "chdemo-mss"
+            and not (o["kind"] == "Namespace" and o["metadata"]["name"] == "chdemo-mss")]
+    audit = _audit(objs)
+    page = reports.to_html(audit, None, lang="en")
+    assert "Evidence coverage" in page and "Expected namespaces missing from the evidence" in page
+    assert "<strong>chdemo-mss</strong>" in page
+    assert "8 documentary requirement(s) without recorded evidence (manual: missing)" in page
+    md = reports.to_markdown(audit, None, lang="fr")
+    assert "1 exigence(s) satisfaite(s) seulement par la déclaration du fichier de stack (déclaré)" in md

@@ -252,6 +252,10 @@ def test_the_key_secret_is_mounted_in_the_seal_container_only():
     mounts = {c["name"]: {m["name"] for m in c["volumeMounts"]} for c in sts["spec"]["template"]["spec"]["containers"]}
     assert "seal-key" in mounts["seal"] and "seal-key" not in mounts["rsyslog"]
     assert "seal-state" in mounts["seal"] and "seal-state" not in mounts["rsyslog"]
+    # the seal's memory of its last link is a claim of the StatefulSet: it survives a pod restart (truncation stays
+    # detected after one), unlike an emptyDir
+    assert [t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]] == ["data", "seal-state"]
+    assert not any(v["name"] == "seal-state" for v in sts["spec"]["template"]["spec"]["volumes"])
     assert sts["spec"]["template"]["spec"]["shareProcessNamespace"] is False
     assert referenced_secrets(rendered.objects)[("t-audit", "auditlog-seal-key")] == {"key"}
     assert [s["name"] for s in rendered.secrets] == ["auditlog-seal-key"]

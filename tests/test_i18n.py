@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parent.parent
 AUDIT = ROOT / "socle" / "audit"
 
 # Statuses the reports are gaining (manual evidence recorded or missing, facts declared in the stack file).
-NEW_STATUSES = ("manual: evidence recorded", "manual: missing", "declared")
 
 # Labels of the report being designed: not in the code yet, so not compared with it.
 NEW_LABELS = {
@@ -35,6 +34,10 @@ NEW_LABELS = {
     "catalogue_version", "catalogue_text", "limitation_manual", "limitation_render", "limitation_cluster",
     "limitation_reasons", "judged_line", "line_in_file", "confidence_regulatory", "confidence_design",
     "statuses_legend", "confidence_legend",
+    # reservations beside the result, and the evidence coverage
+    "limitation_seal", "reservation_manual_missing", "reservation_declared", "evidence_coverage", "namespaces_expected", "namespaces_found",
+    "namespaces_missing", "namespaces_without_label", "objects_in_scope", "configuration_of", "configuration_missing",
+    "none_expected", "none", "column_manual_missing", "column_manual_recorded", "column_declared",
 }
 # Labels whose English text is a constant of the runner (split over several source lines there).
 RUNNER_LABELS = {"profile_given": runner.PROFILE_GIVEN, "profile_stack": runner.PROFILE_STACK,
@@ -189,15 +192,17 @@ def test_keys_match_the_model(fr, en):
         assert list(cat.families) == list(FAMILIES)
         assert list(cat.frameworks) == list(FRAMEWORKS)
         assert set(cat.sources) == set(SOURCES)
-        assert list(cat.data["statuses"]) == [*get_args(ControlStatus), *NEW_STATUSES]
+        assert list(cat.data["statuses"]) == list(get_args(ControlStatus))
         assert list(cat.data["severities"]) == list(get_args(Severity))
         assert list(cat.data["confidence"]) == ["P", "S", "D"]
         assert list(cat.data["legend"]) == list(cat.data["statuses"])
 
 
 def test_french_status_words(fr):
-    assert [fr.status(s) for s in ("pass", "fail", "waived", "not-applicable", "manual")] == \
-        ["conforme", "non conforme", "dérogé", "sans objet", "preuve manuelle"]
+    assert [fr.status(s) for s in ("pass", "fail", "waived", "not-applicable", "declared", "manual: missing",
+                                   "manual: evidence recorded")] == \
+        ["conforme", "non conforme", "dérogé", "sans objet", "déclaré", "preuve manuelle : manquante",
+         "preuve manuelle : enregistrée"]
 
 
 def test_french_uses_french_quotes(fr):
@@ -220,7 +225,7 @@ def test_loader(fr, en):
     assert fr.manual_evidence("TLS-01") == "" and fr.manual_evidence("HDS-03")
     assert fr.status("waived") == "dérogé" and fr.severity("critical") == "critique"
     assert fr.family("TRACE") == "Traçabilité" and fr.framework("hds") == "Hébergement de données de santé (HDS)"
-    assert fr.confidence("D") and fr.legend("manual") and fr.source("hds")
+    assert fr.confidence("D") and fr.legend("manual: missing") and fr.source("hds")
     assert en.label("objects_count", count=12) == "12 objects"
     assert fr.label("objects_count", count=12) == "12 objets"
     assert fr.label("remediation") == "Mesure corrective"

@@ -155,7 +155,7 @@ def test_scope_method_limitations_legend_and_signature_sections():
     for level in ("P", "S", "D"):
         assert FR.confidence(level) in page
     assert page.index(FR.label("confidence_regulatory")) < page.index(FR.label("confidence_design"))
-    for s in ("pass", "fail", "waived", "not-applicable", "manual"):
+    for s in ("pass", "fail", "waived", "not-applicable", "declared", "manual: missing", "manual: evidence recorded"):
         assert FR.legend(s) in page
     # the signature block ends the report, after the last requirement
     sig = page.index('id="signature"')
@@ -262,6 +262,17 @@ def test_demo_pdf_pages_are_printed_and_not_blank(demo_pdf, tmp_path):
     assert FR.label("report_heading") in text and FR.label("signature_block") in text
     assert f"{FR.label('page')} 1 / {pages}" in text and f"{FR.label('page')} {pages} / {pages}" in text
     assert " ".join(FR.title("GW-01").split()) in text
+
+
+def test_the_pdf_is_byte_identical_for_the_same_report(demo_pdf):
+    """Before: each PDF differed (the subset fonts carried the time they were made)."""
+    import datetime as dt
+
+    html = (demo_pdf.parent / "report.html").read_text(encoding="utf-8")
+    moment = dt.datetime(2026, 11, 27, 9, 30, tzinfo=dt.timezone.utc)
+    first = reports.to_pdf(html, moment)
+    assert first == reports.to_pdf(html, moment)
+    assert b"%PDF-" in first[:8] and "SOURCE_DATE_EPOCH" not in __import__("os").environ
 
 
 def test_live_audit_states_the_api_server_and_the_cluster_uid(tmp_path, chdir_root):

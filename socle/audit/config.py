@@ -18,7 +18,9 @@ and it expires at most 12 months after its approval.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
@@ -126,6 +128,26 @@ class EvidenceRef(_Strict):
             out.append("no valid_until: the document expires, its expiry date must be recorded")
         return out
 
+    def document_check(self, base_dir: Path | None) -> tuple[bool | None, str]:
+        """Whether the recorded document is the one hashed: (True, how) when a local file hashes to `sha256`,
+        (False, why) when it does not or cannot be read, (None, why) when the audit cannot fetch it (a URL, no
+        hash recorded, no stack folder to resolve it from): the auditor checks it."""
+        if not self.document or not self.sha256:
+            return None, "no document and SHA-256 recorded: the auditor checks the reference"
+        if re.match(r"^[a-z][a-z0-9+.-]*://", self.document):
+            return None, f"document {self.document} is not local: the auditor checks its SHA-256"
+        if base_dir is None:
+            return None, "no stack folder to find the document from: the auditor checks its SHA-256"
+        path = (base_dir / self.document)
+        try:
+            with path.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            return False, f"document {self.document} cannot be read ({exc.strerror or exc})"
+        if digest != self.sha256:
+            return False, f"document {self.document} has SHA-256 {digest}, not the {self.sha256} recorded"
+        return True, f"document {self.document} read: its SHA-256 is the one recorded"
+
     def describe(self) -> str:
         extra = [f"valid until {self.valid_until}"] if self.valid_until else []
         extra += [f"document {self.document}"] if self.document else []
@@ -200,10 +222,20 @@ class AuditConfig(_Strict):
     # Not part of the stack file's section: the kit's namespaces (name -> block) the stack's inventory names, set
     # when the stack is loaded, so that an audit with a stack knows what the evidence must hold.
     _namespaces: dict[str, str] = PrivateAttr(default_factory=dict)
+    # The folder of the stack file: local evidence documents are found from there and their SHA-256 checked.
+    _base_dir: Path | None = PrivateAttr(default=None)
 
     def with_namespaces(self, namespaces: dict[str, str]) -> "AuditConfig":
         self._namespaces = dict(namespaces)
         return self
+
+    def with_base_dir(self, base_dir: Path) -> "AuditConfig":
+        self._base_dir = base_dir
+        return self
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self._base_dir
 
 
 def reference_problems(cfg: AuditConfig | dict) -> list[tuple[str, str]]:

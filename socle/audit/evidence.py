@@ -5,6 +5,7 @@ whoever created it, and the kit's objects elsewhere (cluster-scoped objects and 
 """
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -378,7 +379,12 @@ _SHELLS = ("sh", "bash", "ash", "dash")
 def argv(c: dict) -> list[str]:
     """The command line a container runs; `sh -c 'exec nginx -c …'` reads as the command it execs (a script of one
     simple command; anything else stays the shell's)."""
-    out = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    return list(_argv(tuple(str(a) for a in (c.get("command") or []) + (c.get("args") or []))))
+
+
+@functools.lru_cache(maxsize=4096)
+def _argv(out: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached on the command line itself: a regional cluster runs the same few command lines in every namespace.
     if len(out) >= 3 and posixpath.basename(out[0]) in _SHELLS and out[1] == "-c":
         import shlex
 
@@ -391,7 +397,7 @@ def argv(c: dict) -> list[str]:
         if words and words[0] == "exec":
             words = words[1:]
         if words and not any(w and set(w) <= set("();<>|&") for w in words):  # one simple command, no operator
-            return words
+            return tuple(words)
     return out
 
 
@@ -606,6 +612,11 @@ def _type_name(value: Any) -> str:
 
 def _shape_problems(value: Any, shape: Shape, path: str, out: list[str]) -> None:
     """Append `path: expected …, got …` for every field of `value` that does not have its shape."""
+    if type(shape) is dict and type(value) is dict:  # the common case first: a mapping with its fields
+        for key, sub in shape.items():
+            if key in value:
+                _shape_problems(value[key], sub, f"{path}.{key}" if path else key, out)
+        return
     if isinstance(shape, _Str):
         if not isinstance(value, str) and not (value is None and shape.nullable):
             out.append(f"{path}: expected a string, got {_type_name(value)}")

@@ -15,12 +15,22 @@ from typing import TYPE_CHECKING, Callable, Iterable, Literal
 if TYPE_CHECKING:
     from .evidence import Evidence
 
-Status = Literal["pass", "fail", "not-applicable", "evidence-missing"]
-ControlStatus = Literal["pass", "fail", "waived", "not-applicable", "manual", "evidence-missing"]
-# The statuses of a control, in the order reports count them; `evidence-missing` is a failure of the audit: the
+Status = Literal["pass", "fail", "not-applicable", "evidence-missing", "declared"]
+MANUAL_RECORDED = "manual: evidence recorded"
+MANUAL_MISSING = "manual: missing"
+ControlStatus = Literal["pass", "fail", "waived", "not-applicable", "evidence-missing", "manual: evidence recorded",
+                        "manual: missing", "declared"]
+# The statuses of a control, in the order reports count them. `evidence-missing` is a failure of the audit: the
 # evidence a control needs is absent, unreadable or not what it must be, so the control cannot say pass.
-CONTROL_STATUSES: tuple[str, ...] = ("pass", "fail", "evidence-missing", "waived", "not-applicable", "manual")
+# `declared`: the rule is met only by what the stack file states (e.g. encryption by a storage driver whose
+# parameters the audit cannot read): never a pass, the auditor must see a document. A documentary control is
+# `manual: evidence recorded` (its reference, date and hash recorded and holding on the day judged) or
+# `manual: missing` (nothing recorded).
+CONTROL_STATUSES: tuple[str, ...] = ("pass", "fail", "evidence-missing", "declared", "waived", "not-applicable",
+                                     MANUAL_RECORDED, MANUAL_MISSING)
 FAILING_STATUSES = frozenset({"fail", "evidence-missing"})
+# Statuses the result headline lists as reservations: not failures (exit 0), never passes.
+RESERVED_STATUSES = (MANUAL_MISSING, "declared")
 Severity = Literal["critical", "high", "medium", "low"]
 
 # Frameworks of the report summary, in display order.
@@ -94,6 +104,12 @@ def not_applicable(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
 def missing(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
     """The evidence this finding needs is absent or unreadable: the reason names what is missing."""
     return Finding("evidence-missing", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
+
+
+def declared(obj: dict | ObjRef, reason: str, file: str = "") -> Finding:
+    """The rule is met only by the stack's own statement, which the audit cannot observe: the reason says what was
+    declared and why it cannot be seen. Not a pass."""
+    return Finding("declared", obj if isinstance(obj, ObjRef) else ObjRef.of(obj), reason, file)
 
 
 def judge(obj: dict | ObjRef, problems: list[str], ok: str, file: str = "") -> Finding:

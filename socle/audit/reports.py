@@ -35,7 +35,9 @@ from .model import FAMILIES, FRAMEWORKS, ControlResult, Finding
 from .runner import Audit
 
 # Statuses in report order; a status this list does not know (added by the checks) is shown after them, as it is.
-STATUS_ORDER = ("fail", "evidence-missing", "waived", "pass", "not-applicable", "manual")
+STATUS_ORDER = ("fail", "evidence-missing", "declared", "waived", "pass", "not-applicable", _model.MANUAL_MISSING,
+                _model.MANUAL_RECORDED)
+NOT_RUN = ("not-applicable", _model.MANUAL_MISSING, _model.MANUAL_RECORDED, "declared")  # JUnit: skipped
 SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 REPORT_FILES = ("report.html", "report.md", "report.json", "junit.xml", "report.sarif")
 PDF_FILE = "report.pdf"
@@ -52,7 +54,8 @@ def _statuses(counts: dict[str, int]) -> list[str]:
     return [*STATUS_ORDER, *sorted((s for s in counts if s not in STATUS_ORDER), key=_status_rank)]
 
 
-COLUMN_ORDER = ("pass", "fail", "evidence-missing", "waived", "not-applicable", "manual")  # the framework summary
+COLUMN_ORDER = ("pass", "fail", "evidence-missing", "declared", "waived", "not-applicable", _model.MANUAL_MISSING,
+                _model.MANUAL_RECORDED)  # the framework summary
 
 
 def _columns(counts: dict[str, int]) -> list[str]:
@@ -68,7 +71,8 @@ def _counts(audit: Audit) -> dict[str, int]:
 
 
 COLUMN_LABELS = {"pass": "column_pass", "fail": "column_fail", "waived": "column_waived",
-                 "not-applicable": "column_not_applicable", "manual": "column_manual"}
+                 "not-applicable": "column_not_applicable", _model.MANUAL_MISSING: "column_manual_missing",
+                 _model.MANUAL_RECORDED: "column_manual_recorded", "declared": "column_declared"}
 
 
 def _column(cat: Catalogue, status: str) -> str:
@@ -147,6 +151,9 @@ def _cluster(ev: Evidence | None, audit: Audit) -> dict[str, Any] | None:
     if source.startswith("live:") and target.endswith(")") and "(" in target:
         server = target[target.rindex("(") + 1:-1]
     return {"api_server": server, "uid": uid, "kubernetes_version": None}  # the sources record no server version
+
+
+_RESERVATION_KEYS = {_model.MANUAL_MISSING: "manual_missing", "declared": "declared"}
 
 
 def _scope(ev: Evidence | None) -> dict[str, Any]:
@@ -285,6 +292,7 @@ def to_dict(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LAN
     if manual:
         limitations.append(cat.label("limitation_manual", count=len(manual), ids=", ".join(manual)))
     limitations.append(cat.label("limitation_render") if source.startswith("render:") else cat.label("limitation_cluster"))
+    limitations.append(cat.label("limitation_seal"))  # what TRACE-04's seal proves, and what it does not
     if lang != "en":
         limitations.append(cat.label("limitation_reasons"))
     return {
@@ -315,12 +323,15 @@ def to_dict(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LAN
         },
         "cluster": _cluster(ev, audit),
         "scope": {"objects": len(objects) if ev else audit.object_count, **_scope(ev)},
+        "coverage": audit.coverage or None,
         "method": {"catalogue": cat.label("catalogue_text", version=audit.kit_version, count=len(controls)),
                    "requirements": len(controls), "checked": len(controls) - len(manual), "manual": len(manual),
                    "evidence_source": audit.source, "profile": audit.context.profile,
                    "profile_origin": _profile_origin(audit.context.profile_origin, cat)},
         "limitations": limitations,
         "summary": counts_all,
+        # Not failures, never passes: listed beside the result in every format.
+        "reservations": {_RESERVATION_KEYS[s]: counts_all[s] for s in _model.RESERVED_STATUSES if counts_all.get(s)},
         "frameworks": frameworks,
         "families": {k: _or(cat.family, k, v) for k, v in FAMILIES.items()},
         "controls": controls,
@@ -339,8 +350,15 @@ def _report(audit: Audit, ev: Evidence | None, lang: str, opts: dict[str, Any]) 
 
 
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("socle.audit", "templates"), autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("socle.audit", "templates"), autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env.filters["css"] = css_class
+    return env
+
+
+def css_class(status: str) -> str:
+    """A status as a CSS class name: `manual: missing` -> `manual-missing`."""
+    return re.sub(r"[^a-z0-9]+", "-", str(status).lower()).strip("-")
 
 
 def _words(cat: Catalogue) -> dict[str, Callable[..., str]]:
@@ -362,12 +380,27 @@ def to_html(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LAN
         regulatory=CONFIDENCE_REGULATORY, design=CONFIDENCE_DESIGN, **_words(cat))
 
 
-def to_pdf(html: str) -> bytes:
+def to_pdf(html: str, moment: dt.datetime | dt.date) -> bytes:
     """The HTML report printed to PDF by WeasyPrint (its print stylesheet: A4, page numbers, table of contents).
-    Raises ImportError when WeasyPrint (or the Pango library it needs) is not installed."""
+    Raises ImportError when WeasyPrint (or the Pango library it needs) is not installed.
+
+    Byte-identical for the same HTML and `moment` (the time of the audit): the subset fonts WeasyPrint embeds carry
+    a modification time, which fontTools takes from SOURCE_DATE_EPOCH when it is set, else from the clock."""
+    import os
+
     import weasyprint
 
-    return weasyprint.HTML(string=html).write_pdf()
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime.combine(moment, dt.time(), dt.timezone.utc)
+    before = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(moment.timestamp()))
+    try:
+        return weasyprint.HTML(string=html).write_pdf()
+    finally:
+        if before is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = before
 
 
 def _md(text: str) -> str:
@@ -385,7 +418,8 @@ def to_markdown(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT
         lines += [f"> **{L('as_of_date', notice=rep['as_of_notice_text'])}**: {L('as_of_explanation')}", ""]
     result = L("result_fail") if rep["result"] == "fail" else L("result_pass")
     lines += [
-        f"- {L('md_result', result=result, manual=d['summary'].get('manual', 0))}",
+        f"- {L('md_result', result=result)}",
+        *(f"- {L('reservation_' + k, count=n)}" for k, n in d["reservations"].items()),
         f"- {L('md_evidence', source=rep['evidence_source'], count=rep['objects'])}",
         f"- {L('md_profile', profile=rep['profile'], origin=rep['profile_origin_text'])}",
         f"- {L('md_kit', version=rep['kit_version'], blueprints=', '.join(rep['blueprints']) or L('none_declared'))}",
@@ -520,7 +554,7 @@ def to_junit(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LA
                     counts["failures"] += 1
                     failure = ET.SubElement(case, "failure", message=f["reason"] if f else c["title"], type=c["severity"])
                     failure.text = cat.label("junit_remediation", remediation=c["remediation"])
-                elif status in ("not-applicable", "manual"):
+                elif status in NOT_RUN:
                     counts["skipped"] += 1
                     ET.SubElement(case, "skipped", message=(f["reason"] if f else "; ".join(c["notes"])) or status)
                 elif status == "waived" and f is not None:
@@ -596,7 +630,7 @@ def write_reports(audit: Audit, ev: Evidence | None, out: Path, *, lang: str = D
     data = to_dict(audit, ev, lang=lang, **opts)  # every object hashed once, not once per format
     files: dict[str, str | bytes] = {name: writers[name](audit, ev, lang=lang, _data=data) for name in REPORT_FILES}
     if pdf and pdf_available() is None:
-        files[PDF_FILE] = to_pdf(str(files["report.html"]))
+        files[PDF_FILE] = to_pdf(str(files["report.html"]), opts.get("generated_at") or audit.date)
     return write_files(out, files)
 
 

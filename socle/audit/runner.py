@@ -11,7 +11,8 @@ from ..constants import ANN_BLUEPRINT
 from .config import AuditConfig
 from .controls import catalogue
 from .evidence import Evidence
-from .model import CONTROL_STATUSES, FAILING_STATUSES, Context, Control, ControlResult, Finding, ObjRef
+from .model import (CONTROL_STATUSES, FAILING_STATUSES, MANUAL_MISSING, MANUAL_RECORDED, Context, Control, ControlResult,
+                    Finding, ObjRef)
 
 
 class AuditInputError(Exception):
@@ -56,9 +57,6 @@ class Audit:
 
 
 NOTHING_TO_JUDGE = "no object in the evidence this control applies to"
-# How the notes of a manual control begin: its evidence recorded (and holding on the day judged), or none recorded.
-MANUAL_RECORDED = "manual: evidence recorded"
-MANUAL_MISSING = "manual: missing"
 
 PROFILE_GIVEN = "given on the command line (--profile)"
 PROFILE_STACK = "from the stack file"
@@ -109,6 +107,8 @@ def _apply_waivers(control: Control, findings: list[Finding], cfg: AuditConfig, 
         result.status = "fail"
     elif "evidence-missing" in statuses:
         result.status = "evidence-missing"
+    elif "declared" in statuses:
+        result.status = "declared"
     elif result.waived:
         result.status = "waived"
     elif "pass" in statuses:
@@ -182,25 +182,29 @@ def meta_name(obj: dict) -> str:
 
 
 def _manual(control: Control, cfg: AuditConfig, today: dt.date) -> ControlResult:
-    """A documentary control: `manual` while its evidence is missing or recorded and holding (the notes say which:
-    `manual: missing` or `manual: evidence recorded`); `fail` when the recorded evidence does not hold on the day
-    judged (too old for the control's dated rule, expired, dated in the future)."""
-    r = ControlResult(control, "manual")
+    """A documentary control: `manual: missing` when no evidence is recorded, `manual: evidence recorded` when it is
+    recorded and holds on the day judged, `fail` when it does not hold (too old for the control's dated rule,
+    expired, dated in the future)."""
+    r = ControlResult(control, MANUAL_MISSING)
     ref = cfg.evidence.get(control.id)
     if ref is None:
         r.notes.append(f"manual evidence required: {control.manual_evidence}")
-        r.notes.append(f"{MANUAL_MISSING}: no documentary evidence is recorded")
+        r.notes.append("no documentary evidence is recorded in the stack's socle:audit.evidence")
         return r
     r.notes.append(f"evidence recorded: {ref.reference} (owner {ref.owner}, {ref.date})")
     if ref.describe():
         r.notes.append(ref.describe())
     problems = ref.problems(today, control.max_age_days, control.needs_validity)
+    verified, how = ref.document_check(cfg.base_dir)
+    if verified is False:
+        problems.append(how)
     if problems:
         r.status = "fail"
         r.findings.append(Finding("fail", ObjRef("ManualEvidence", "", control.id),
                                   f"recorded evidence {ref.reference!r}: " + "; ".join(problems)))
     else:
-        r.notes.append(f"{MANUAL_RECORDED}: the auditor checks the document")
+        r.status = MANUAL_RECORDED
+        r.notes.append(how)
     return r
 
 

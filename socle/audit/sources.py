@@ -22,10 +22,11 @@ from .model import ObjRef
 from .runner import AuditInputError
 
 
-def snapshot_command(output: str = "cluster.yaml") -> str:
-    """The kubectl command that exports every kind the audit reads (what `--snapshot` expects)."""
+def snapshot_command(output: str = "cluster.json") -> str:
+    """The kubectl command that exports every kind the audit reads (what `--snapshot` expects). JSON: a regional
+    cluster's export (20,000 objects) reads in a fraction of a second, YAML in several seconds."""
     kinds = ",".join(plural if not group else f"{plural}.{group}" for group, _v, plural, _k, _n in AUDITED_RESOURCES)
-    return f"kubectl get {kinds} --all-namespaces -o yaml > {output}"
+    return f"kubectl get {kinds} --all-namespaces -o json > {output}"
 
 
 def from_render(stack) -> Evidence:

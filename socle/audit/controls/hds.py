@@ -8,7 +8,7 @@ from typing import Iterator
 from socle.constants import ANN_REGION_COUNTRIES, EEA_COUNTRIES, LABEL_DATA, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY
 
 from ..evidence import Evidence, Workload, annotations, dig, labels, meta
-from ..model import Context, Control, Finding, ObjRef, failed, judge, missing
+from ..model import Context, Control, Finding, ObjRef, declared, failed, judge, missing
 from . import registrar
 
 CONTROLS: list[Control] = []
@@ -138,9 +138,14 @@ def hds_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             problems.append(f"{provisioner} parameter {param} is not \"true\"")
         if labels(sc).get(LABEL_ENCRYPTED) != "true":
             problems.append(f"not declared encrypted ({LABEL_ENCRYPTED})")
-        how = f"encrypted ({provisioner} parameter {param})" if param else \
-            f"encryption declared by the stack only ({LABEL_ENCRYPTED}): the audit cannot see it for driver {provisioner}"
-        yield judge(sc, problems, f"{how}, reclaimPolicy Retain")
+        if problems or param:
+            yield judge(sc, problems, f"encrypted ({provisioner} parameter {param}), reclaimPolicy Retain")
+        else:
+            # The driver has no encryption parameter the audit knows: only the stack's label says the disks are
+            # encrypted. That is the operator's statement, not evidence.
+            yield declared(sc, f"reclaimPolicy Retain; encryption declared by the stack only ({LABEL_ENCRYPTED}): "
+                               f"the audit cannot see it for driver {provisioner}; the auditor checks the provider's "
+                               "documentation or console")
 
 
 _DAILY = re.compile(r"^\S+\s+\S+\s+\*\s+\*\s+\*$")
