@@ -81,7 +81,16 @@ def test_control_passes_where_the_rule_is_met(control_id):
     ev, ctx = evidence(build(fixture), fixture.stack)
     findings = list(by_id()[control_id].check(ev, ctx))
     assert [f for f in findings if f.status == "fail"] == [], fixture.why
+    if control_id in ONLY_DECLARED:
+        # the rule is met only by what the stack states: declared, never pass (the auditor checks a document)
+        assert {f.status for f in findings} == {"declared"}, fixture.why
+        return
     assert any(f.status == "pass" for f in findings), f"{control_id}: nothing passed on {fixture.why}"
+
+
+# Controls whose rule no object can show met: HAPI never reads the INS systems the stack lists (INS-02), and no
+# object purges mailboxes, an annotation only states the period (MSS-08).
+ONLY_DECLARED = {"INS-02", "MSS-08"}
 
 
 def test_manual_controls_ask_for_evidence_and_show_the_recorded_reference():
@@ -233,7 +242,7 @@ def test_audit_render_demo_passes_and_writes_reports(tmp_path, chdir_root):
     assert {c["status"] for c in data["controls"]} <= {"pass", "waived", "not-applicable", "declared", "manual: missing"}
     # HDS-04 rests on the stack's own word for a driver the audit cannot read: declared, never pass
     assert next(c for c in data["controls"] if c["id"] == "HDS-04")["status"] == "declared"
-    assert "Not passes (the auditor needs documents): 8 manual: missing, 1 declared" in res.output
+    assert "Not passes (the auditor needs documents): 8 manual: missing, 5 declared" in res.output
     assert len(data["controls"]) == len(catalogue())
 
 

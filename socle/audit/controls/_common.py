@@ -5,11 +5,12 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
+from urllib.parse import urlparse
 
 from socle.constants import ANN_ROUTES, RETENTION_FLOOR_DAYS
 
 from .. import configs
-from ..evidence import ConfigFile, Evidence, Workload, annotations, meta
+from ..evidence import ConfigFile, Evidence, Workload, annotations, dig, meta, running
 from ..model import Finding, ObjRef, failed, judge, missing
 
 
@@ -189,6 +190,51 @@ def proxy_locations(server: configs.Directive) -> list[configs.Directive]:
     return [loc for loc in server.all("location") if loc.first("proxy_pass") is not None and loc.first("internal") is None]
 
 
+def location_for(server: configs.Directive, uri: str) -> configs.Directive | None:
+    """The location of a server that serves a URI: the exact match, else the longest prefix (regexes not followed)."""
+    best: configs.Directive | None = None
+    for loc in server.all("location"):
+        args = loc.args
+        if args[:1] == ["="]:
+            if args[1:2] == [uri]:
+                return loc
+            continue
+        prefix = args[1] if args[:1] == ["^~"] and len(args) > 1 else args[0] if len(args) == 1 else None
+        if prefix is not None and uri.startswith(prefix) and (best is None or len(prefix) > len(best.args[-1])):
+            best = loc
+    return best
+
+
+def oauth2_services(ev: Evidence) -> set[tuple[str, str]]:
+    """(name, namespace) of the kit's Services whose selector reaches the pods of a workload running oauth2-proxy."""
+    cache = ev.parsed_files.setdefault(("oauth2-services",), [])  # type: ignore[arg-type]
+    if not cache:
+        pods: dict[str, list[dict]] = {}  # namespace -> pod labels of the oauth2-proxy workloads (one pass)
+        for w in ev.workloads():
+            if any(running(c) == "oauth2-proxy" for c in w.containers(init=False)):
+                pods.setdefault(w.namespace, []).append(w.pod_meta.get("labels") or {})
+        out = set()
+        for svc in ev.scoped("Service"):
+            selector = dig(svc, "spec", "selector") or {}
+            m = meta(svc)
+            if selector and any(selector.items() <= labels.items() for labels in pods.get(m.get("namespace", ""), ())):
+                out.add((m.get("name", ""), m.get("namespace", "")))
+        cache.append(out)
+    return cache[0]
+
+
+def proxied_service(loc: configs.Directive | None, namespace: str) -> tuple[str, str] | None:
+    """The in-cluster Service (name, namespace) a location's proxy_pass sends to, when its URL names one."""
+    url = loc.value("proxy_pass") if loc is not None else None
+    if not url or "$" in url:
+        return None
+    host = urlparse(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) > 2 and parts[2] != "svc":
+        return None  # a host outside the cluster
+    return parts[0], parts[1] if len(parts) > 1 else namespace
+
+
 def tls_directive(server: configs.Directive, http: configs.Directive | None, name: str) -> str | None:
     """A directive's effective value for a server (server level first, then http level)."""
     value = server.value(name)
@@ -209,11 +255,18 @@ def openssl_list(value: str) -> list[str]:
     return [v for v in value.replace(",", ":").replace(" ", ":").split(":") if v]
 
 
-def cipher_problems(value: str | None, allowed: tuple[str, ...], what: str) -> list[str]:
+def _why_not(suite: str) -> str:
+    """What a TLS 1.2 suite outside an allow-list lacks: forward-secret ECDHE key exchange, an AEAD cipher."""
+    lacks = [msg for bad, msg in ((not suite.startswith("ECDHE-"), "no ECDHE key exchange"),
+                                  (not any(a in suite for a in ("GCM", "CHACHA20", "CCM")), "not AEAD")) if bad]
+    return f"{suite} ({', '.join(lacks)})" if lacks else suite
+
+
+def cipher_problems(value: str | None, allowed: tuple[str, ...], what: str, listed: str = "the allowed list") -> list[str]:
     if not value:
         return [f"{what}: no cipher list set (the library default includes non-AEAD suites)"]
-    extra = [c for c in openssl_list(value) if c not in allowed]
-    return [f"{what}: {', '.join(extra)} not in the allowed list"] if extra else []
+    extra = [_why_not(c) for c in openssl_list(value) if c not in allowed]
+    return [f"{what}: {', '.join(extra)} not in {listed}"] if extra else []
 
 
 # --- Postfix rules shared by TLS-01/02, MSS-02/03 and the host checks ----------------------------------
@@ -233,11 +286,36 @@ def postfix_protocol_problems(values: dict[str, str]) -> list[str]:
     return out
 
 
-def postfix_cipher_problems(values: dict[str, str], allowed: tuple[str, ...]) -> list[str]:
+def postfix_tls13_problems(values: dict[str, str]) -> list[str]:
+    """Protocol settings that leave TLS 1.3 out (TLS-01: 1.3 preferred, hence offered)."""
+    return [f"{key} leaves TLS 1.3 out" for key in POSTFIX_PROTOCOL_KEYS
+            if "TLSv1.3" not in configs.postfix_protocols(values.get(key, ">=TLSv1"))]
+
+
+def postfix_cipher_problems(values: dict[str, str], allowed: tuple[str, ...], listed: str = "the allowed list") -> list[str]:
     """Mandatory cipher grades other than `high`, and suites of the `high` list outside `allowed`."""
-    out = [f"{side}_tls_mandatory_ciphers is {values.get(f'{side}_tls_mandatory_ciphers', 'medium')}, not high"
-           for side in ("smtpd", "smtp") if values.get(f"{side}_tls_mandatory_ciphers", "medium") != "high"]
-    return out + cipher_problems(values.get("tls_high_cipherlist"), allowed, "tls_high_cipherlist")
+    out = [f"{side}_tls_mandatory_ciphers is {values.get(f'{side}_tls_mandatory_ciphers', 'medium')}, not high: "
+           f"tls_high_cipherlist does not apply" for side in ("smtpd", "smtp")
+           if values.get(f"{side}_tls_mandatory_ciphers", "medium") != "high"]
+    return out + cipher_problems(values.get("tls_high_cipherlist"), allowed, "tls_high_cipherlist", listed)
+
+
+def postfix_problems(p: Parsed, rule: Callable[[dict[str, str]], list[str]]) -> list[str]:
+    """A rule over Postfix parameters, judged on main.cf and on every smtpd/smtp service of the master.cf beside it
+    that overrides parameters (`-o name=value`): what each listener and client actually runs with."""
+    main = p.data
+    problems = rule(main)
+    text = (p.file.obj.get("data") or {}).get("master.cf")
+    if not isinstance(text, str):
+        return problems
+    try:
+        services = configs.postfix_master(text)
+    except configs.ConfigError as exc:
+        return problems + [f"master.cf does not parse: {exc}"]
+    for svc in services:
+        if svc.command in ("smtpd", "smtp") and svc.overrides:
+            problems += [f"master.cf service {svc.service}: {x}" for x in rule({**main, **svc.overrides}) if x not in problems]
+    return problems
 
 
 def retention(ev: Evidence) -> Iterator[Finding]:

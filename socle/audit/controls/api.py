@@ -9,7 +9,20 @@ from .. import configs
 from ..evidence import Evidence
 from ..model import Context, Control, Finding, judge, not_applicable
 from . import registrar
-from ._common import Parsed, api_servers, each, hapi_files, nginx_files, oauth2_files, proxy_locations, routes
+from ._common import (
+    Parsed,
+    api_servers,
+    each,
+    hapi_files,
+    location_for,
+    nginx_files,
+    oauth2_files,
+    oauth2_services,
+    proxied_service,
+    proxy_locations,
+    routes,
+    tls_directive,
+)
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "API")
@@ -40,7 +53,8 @@ def _authenticated(server: configs.Directive, loc: configs.Directive) -> tuple[b
     return mtls, token
 
 
-@control("API-01", "Sensitive health-data APIs require mutual TLS with the organisation's certificate", "critical",
+@control("API-01", "Sensitive health-data APIs require mutual TLS, client certificates verified against a trust bundle Secret",
+         "critical",
          API + ("pgssi-s",), ("ci-sis-transport",),
          "Give every API a sensitivity; sensitive APIs need mtls (gateway.apis[].mtls) with the health PKI bundle.")
 def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -55,9 +69,17 @@ def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"route {r.get('name')}: sensitivity {sens!r} is not one of {', '.join(SENSITIVITIES)}")
             elif server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
-            elif sens == "sensitive" and (server.value("ssl_verify_client") != "on" or not server.value("ssl_client_certificate")):
-                problems.append(f"sensitive route {r.get('name')} ({r.get('host')}) does not verify client certificates")
-        return judge(p.file.obj, problems, "every route labelled; sensitive routes verify client certificates", "nginx.conf")
+            elif sens == "sensitive":
+                ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
+                if server.value("ssl_verify_client") != "on" or not ca:
+                    problems.append(f"sensitive route {r.get('name')} ({r.get('host')}) does not require client certificates")
+                else:
+                    ok, why = ev.secret_backed(p.file.obj, ca)
+                    if not ok:
+                        problems.append(f"sensitive route {r.get('name')} verifies client certificates against CAs not "
+                                        f"from a Secret ({why})")
+        return judge(p.file.obj, problems, "every route labelled; sensitive routes require client certificates verified "
+                     "against a trust bundle Secret", "nginx.conf")
 
     yield from each(nginx_files(ev), gateway)
 
@@ -74,9 +96,11 @@ manual("API-02", "Organisation clients authenticate to the authorization server 
          "Keep token_validation on for routes called for professionals; the gateway checks tokens with oauth2-proxy.")
 def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     proxies = {p.file.obj["metadata"].get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
+    validators = oauth2_services(ev)
 
     def gateway(p: Parsed) -> Finding:
         hosts = _by_host(p)
+        ns = p.file.obj["metadata"].get("namespace", "")
         token_routes = [r for r in _index(p) if r.get("token_validation")]
         if not token_routes:
             return not_applicable(p.file.obj, "no route validates tokens (mTLS-only routes)", "nginx.conf")
@@ -86,8 +110,16 @@ def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             if server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
                 continue
-            problems += [f"route {r.get('name')} location {' '.join(loc.args)} has no auth_request"
-                         for loc in _business_locations(server) if not _authenticated(server, loc)[1]]
+            for loc in _business_locations(server):
+                where = f"route {r.get('name')} location {' '.join(loc.args)}"
+                if not _authenticated(server, loc)[1]:
+                    problems.append(f"{where} has no auth_request")
+                    continue
+                uri = loc.value("auth_request") or server.value("auth_request") or ""
+                target = location_for(server, uri)
+                if proxied_service(target, ns) not in validators:
+                    problems.append(f"{where}: the token check {uri} is not passed to oauth2-proxy "
+                                    f"({'no location serves it' if target is None else 'its location does not proxy to an oauth2-proxy Service'})")
         proxy = proxies.get(p.file.obj["metadata"].get("namespace"))
         if proxy is None:
             problems.append("no oauth2-proxy configuration in the gateway namespace")
@@ -122,8 +154,8 @@ def api_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems = [msg for bad, msg in (
             (c.get("cookie_secure", True) is not True, "cookie_secure is off"),
             (c.get("cookie_httponly", True) is not True, "cookie_httponly is off"),
-            (c.get("pass_access_token") is True or c.get("pass_authorization_header") is True,
-             "tokens are passed on (pass_access_token / pass_authorization_header)"),
+            (any(c.get(k) is True for k in ("pass_access_token", "pass_authorization_header", "set_authorization_header")),
+             "tokens are passed on (pass_access_token / pass_authorization_header / set_authorization_header)"),
             (life is None or life == 0 or life > 24 * 3600,
              f"cookie_expire {c.get('cookie_expire', '168h (default)')} is not a lifetime of at most 24h"),
         ) if bad]
@@ -181,7 +213,7 @@ def gw_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(nginx_files(ev), gateway)
 
 
-@control("GW-04", "Backends probed; an external health route is GET-only, unauthenticated, limited to its path", "medium",
+@control("GW-04", "Backends probed; an external health route is GET-only, needs no token, limited to its path", "medium",
          API, ("gravitee",),
          "Keep the health route an exact-match GET-only location; give every serving container a readiness probe.")
 def gw_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -195,9 +227,12 @@ def gw_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 lim = loc.first("limit_except")
                 if loc.args[0] != "=":
                     problems.append(f"{where}: not an exact-match location, it also serves the paths below it")
-                if lim is None or lim.args != ["GET"]:
+                if lim is None or lim.args != ["GET"] or not any(d.name == "deny" and d.args == ["all"] for d in lim.children):
                     problems.append(f"{where}: methods other than GET allowed")
-        return judge(p.file.obj, problems, "health routes exact-match and GET-only", "nginx.conf")
+                token = loc.value("auth_request") or s.value("auth_request")
+                if token not in (None, "off"):
+                    problems.append(f"{where}: asks for a token (auth_request {token})")
+        return judge(p.file.obj, problems, "health routes exact-match, GET-only, no token", "nginx.conf")
 
     yield from each(nginx_files(ev), gateway)
     for w in ev.workloads():
@@ -243,12 +278,14 @@ def gw_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems = []
         for s in api_servers(p.data):
             name = s.value("server_name")
-            size = s.value("client_max_body_size") or (http.value("client_max_body_size") if http else None)
-            m = _SIZE.match(size or "")
-            if not m or int(m.group(1)) == 0:  # 0, 00, ...: NGINX reads any zero as "no limit"
-                problems.append(f"{name}: no request body limit (client_max_body_size {size or 'unset'})")
+            server_size = s.value("client_max_body_size") or (http.value("client_max_body_size") if http else None)
+            for where, size in [(name, server_size)] + [(f"{name} location {' '.join(loc.args)}", loc.value("client_max_body_size"))
+                                                         for loc in _business_locations(s) if loc.first("client_max_body_size")]:
+                m = _SIZE.match(size or "")
+                if not m or int(m.group(1)) == 0:  # 0, 00, ...: NGINX reads any zero as "no limit"
+                    problems.append(f"{where}: no request body limit (client_max_body_size {size or 'unset'})")
             for loc in _business_locations(s):
-                lim = loc.first("limit_req") or s.first("limit_req")
+                lim = loc.first("limit_req") or s.first("limit_req") or (http.first("limit_req") if http else None)
                 zone = next((a.split("=", 1)[1] for a in (lim.args if lim else []) if a.startswith("zone=")), None)
                 if zone is None:
                     problems.append(f"{name} location {' '.join(loc.args)}: no rate limit")

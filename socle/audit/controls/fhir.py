@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUCTION, INS_SYSTEMS, LABEL_BLOCK
 
 from ..evidence import Evidence, dig, labels
-from ..model import Context, Control, Finding, judge, not_applicable
+from ..model import Context, Control, Finding, declared, failed, judge, not_applicable
 from . import registrar
 from ._common import Parsed, each, hapi_files
 
@@ -60,15 +60,17 @@ def fhir_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         if not annuaire:
             return not_applicable(p.file.obj, "the Annuaire Santé API is not configured", "application.yaml")
         var = annuaire.get("api_key_env")
-        problems = ["API key written in the configuration file"] if any(k in annuaire for k in ("api_key", "apiKey", "key")) else []
+        problems = ["API key written as a literal in the configuration file"] if any(k in annuaire for k in ("api_key", "apiKey", "key")) else []
         if not var:
             problems.append("no api_key_env names where the key comes from")
         for w, c, _ in ev.mounts_of(p.file.obj):
             env = next((e for e in c.get("env") or [] if e.get("name") == var), None)
             if env is None:
                 problems.append(f"{w.ref} container {c.get('name')} has no {var}")
-            elif "value" in env or not (env.get("valueFrom") or {}).get("secretKeyRef"):
-                problems.append(f"{w.ref} container {c.get('name')} sets {var} without secretKeyRef")
+            elif "value" in env:
+                problems.append(f"{w.ref} container {c.get('name')} sets {var} as a literal")
+            elif not (env.get("valueFrom") or {}).get("secretKeyRef"):
+                problems.append(f"{w.ref} container {c.get('name')} sets {var} not from a Secret (no secretKeyRef)")
         return judge(p.file.obj, problems, f"key in {var} from a secretKeyRef", "application.yaml")
 
     yield from each(hapi_files(ev), hapi)
@@ -87,12 +89,18 @@ def fhir_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(hapi_files(ev), hapi)
 
 
-@control("INS-01", "The INS is stored only for qualified identities (FR Core Patient-INS profile)", "high", FHIR,
-         ("fr-core",), "Load FR Core (which carries Patient-INS) in the FHIR server.")
+@control("INS-01", "The FR Core Patient-INS profile is loaded and incoming resources are validated", "high", FHIR,
+         ("fr-core",), "Load FR Core (which carries Patient-INS) in the FHIR server and keep request validation on.")
 def ins_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    yield from each(hapi_files(ev), lambda p: judge(
-        p.file.obj, [] if _fr_core(p.data) else [f"{FR_CORE} (Patient-INS profile) is not loaded"],
-        "Patient-INS profile loaded (validating sample Patients needs the live server)", "application.yaml"))
+    # That the INS is stored only for qualified identities is a property of the data: the configuration can only show
+    # that the profile which says so is loaded and applied to incoming resources (sample Patients need the live server).
+    def hapi(p: Parsed) -> Finding:
+        on = (_fhir(p.data).get("validation") or {}).get("requests_enabled") is True
+        problems = ([] if _fr_core(p.data) else [f"{FR_CORE} (Patient-INS profile) is not loaded"]) + \
+            ([] if on else ["request validation is off: the Patient-INS profile is not applied to incoming resources"])
+        return judge(p.file.obj, problems, "Patient-INS profile loaded and applied to incoming resources", "application.yaml")
+
+    yield from each(hapi_files(ev), hapi)
 
 
 @control("INS-02", "INS identifier systems are the national ones; test and demo systems never in production", "high",
@@ -106,18 +114,26 @@ def ins_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             [f"unknown INS system {s}" for s in systems if s not in known]
         if ctx.production:
             problems += [f"test/demo INS system {s} in production" for s in systems if s in INS_NON_PRODUCTION]
-        return judge(p.file.obj, problems, f"INS systems {', '.join(systems)}", "application.yaml")
+        if problems:
+            return failed(p.file.obj, "; ".join(problems), "application.yaml")
+        # The list is the kit's statement (socle.ins_systems): HAPI does not read it, so identifiers of any other
+        # system would be stored all the same. What is stored is seen in the data, not in the configuration.
+        return declared(p.file.obj, f"INS systems {', '.join(systems)} declared in socle.ins_systems, which the FHIR "
+                                    "server does not enforce: the auditor checks the identifiers stored", "application.yaml")
 
     yield from each(hapi_files(ev), hapi)
 
 
-@control("DMP-01", "The DMP link uses mTLS with an authentication certificate and a separate signing certificate",
+@control("DMP-01", "The DMP connector holds an authentication certificate and a separate signing certificate (two Secrets)",
          "high", FHIR + ("pgssi-s",), ("doctrine",),
          "Mount two distinct Secrets (authentication, signature) in the DMP connector.")
 def dmp_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    # How the connector uses them (mTLS, signing) is its own configuration, outside the kit's objects.
     for w in ev.workloads():
         if labels(w.obj).get(LABEL_BLOCK) != "dmp":
             continue
-        secrets = {dig(v, "secret", "secretName") for v in w.pod_spec.get("volumes") or [] if "secret" in v}
-        yield judge(w.obj, [] if len(secrets) >= 2 else ["the DMP connector does not mount two distinct certificate Secrets"],
-                    f"certificates from {', '.join(sorted(map(str, secrets)))}")
+        secrets = sorted({str(dig(v, "secret", "secretName")) for v in w.pod_spec.get("volumes") or [] if "secret" in v})
+        problems = ["the DMP connector mounts no certificate Secret (no authentication certificate)"] if not secrets else \
+            [f"the DMP connector mounts one certificate Secret ({secrets[0]}): no separate signing certificate"] \
+            if len(secrets) == 1 else []
+        yield judge(w.obj, problems, f"certificates from distinct Secrets {', '.join(secrets)}")

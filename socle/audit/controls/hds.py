@@ -62,9 +62,24 @@ def _region_problems(regions: list[str], countries: dict[str, str], what: str) -
     return problems
 
 
+def backup_country(bsl: dict) -> Finding:
+    """HDS-01, BCK-01: a backup location's country is the stack's label: outside the EEA or absent fails, inside is
+    declared (the audit cannot see where a provider's region is)."""
+    country = labels(bsl).get(LABEL_REGION_COUNTRY)
+    region = dig(bsl, "spec", "config", "region", default="?")
+    if not country:
+        return failed(bsl, f"backup region {region} has no declared country ({LABEL_REGION_COUNTRY})")
+    if country not in EEA_COUNTRIES:
+        return failed(bsl, f"backup region {region} is in {country}, outside the EEA")
+    return declared(bsl, f"backups in region {region}, in {country} (EEA) by the stack's label {LABEL_REGION_COUNTRY} only: "
+                         "the auditor checks the provider's documentation of that region")
+
+
 @control("HDS-01", "Health data stored only in the EEA: nodes, volumes and backups in allowed regions", "critical", HDS,
          ("hds",), "Pin stateful workloads, storage classes and backup locations to regions of EEA countries.")
 def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    # The regions a workload, a volume or a backup may use are seen in the objects; the country of a region is the
+    # stack's declaration (a region name says nothing the audit can check): EEA countries are declared, not passed.
     countries = region_countries(ev)
     bad = {r: c for r, c in countries.items() if c not in EEA_COUNTRIES}
     for sc in ev.scoped("StorageClass"):
@@ -73,7 +88,12 @@ def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems = [] if regions else ["volumes may be provisioned in any region (no allowedTopologies on a region label)"]
         problems += _region_problems(regions, countries, "volume")
         problems += [f"declared region {r} is in {c}, outside the EEA" for r, c in sorted(bad.items()) if r not in regions]
-        yield judge(sc, problems, f"volumes only in {', '.join(regions)}")
+        if problems:
+            yield failed(sc, "; ".join(problems))
+        else:
+            where = ", ".join(f"{r} in {countries[r]}" for r in regions)
+            yield declared(sc, f"volumes only in {', '.join(regions)}; {where} (EEA) by the stack's annotation "
+                               f"{ANN_REGION_COUNTRIES} only: the auditor checks the provider's documentation of the region")
     for w in ev.workloads():
         if not stateful(w):
             continue
@@ -82,13 +102,7 @@ def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         problems += _region_problems(regions, countries, "node")
         yield judge(w.obj, problems, f"scheduled only in {', '.join(regions)} ({key})")
     for bsl in ev.scoped("BackupStorageLocation"):
-        country = labels(bsl).get(LABEL_REGION_COUNTRY)
-        region = dig(bsl, "spec", "config", "region", default="?")
-        if not country:
-            yield failed(bsl, f"backup region {region} has no declared country ({LABEL_REGION_COUNTRY})")
-        else:
-            yield judge(bsl, [f"backup region {region} is in {country}, outside the EEA"] if country not in EEA_COUNTRIES else [],
-                        f"backups in {region} ({country})")
+        yield backup_country(bsl)
 
 
 manual("HDS-02", "Access from outside the EEA has a legal basis and is declared", "high", HDS, ("hds",),
@@ -153,7 +167,9 @@ _MONTHLY = re.compile(r"^\S+\s+\S+\s+\d+\s+\*\s+\*$")
 
 
 def _ttl_hours(value: str) -> float:
-    m = re.match(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", value or "")
+    if not value:
+        return 720  # Velero's default TTL
+    m = re.match(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", value)
     if not m or not any(m.groups()):
         return 0
     h, mi, s = (int(g or 0) for g in m.groups())
@@ -163,6 +179,7 @@ def _ttl_hours(value: str) -> float:
 @control("BCK-01", "Backups go to a second region, also in the EEA (daily kept 30 days, monthly kept 180 days)", "critical",
          HDS, ("ans-k8s", "hds"), "Enable backup with a location in another EEA region and the daily and monthly schedules.")
 def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    # The second region and the retention are seen in the Velero objects; the region's country is the stack's label.
     data_ns = sorted({w.namespace for w in ev.workloads() if stateful(w)})
     storage_regions = {v for sc in ev.scoped("StorageClass") for t in sc.get("allowedTopologies") or []
                        for e in t.get("matchLabelExpressions") or [] for v in e.get("values") or []}
@@ -173,6 +190,7 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             yield failed(ObjRef("Namespace", "", ns), "health data with no backup schedule")
         return
     covered: dict[str, set[str]] = {"daily": set(), "monthly": set()}
+    used: dict[str, dict] = {}
     for s in schedules:
         cron = str(dig(s, "spec", "schedule", default="")).strip()
         kind = "daily" if _DAILY.match(cron) else "monthly" if _MONTHLY.match(cron) else None
@@ -180,20 +198,30 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         loc_name = dig(s, "spec", "template", "storageLocation", default="default")
         loc = locations.get(loc_name)
         problems = []
+        region = ""
         if loc is None:
             problems.append(f"storage location {loc_name} is not a backup location of the kit")
         else:
-            region = dig(loc, "spec", "config", "region", default="")
-            if region in storage_regions:
-                problems.append(f"backups stay in the primary region {region}")
-        ttl = _ttl_hours(str(dig(s, "spec", "template", "ttl", default="")))
+            used[loc_name] = loc
+            region = str(dig(loc, "spec", "config", "region", default="") or "")
+            if not region:
+                problems.append(f"storage location {loc_name} names no region: it cannot be told from the primary region")
+            elif region in storage_regions:
+                problems.append(f"backups stay in the primary region {region}, not a second region")
+        ttl = _ttl_hours(str(dig(s, "spec", "template", "ttl", default="") or ""))
+        floor = {"daily": 30, "monthly": 180}.get(kind or "")
+        if floor and ttl < floor * 24:
+            problems.append(f"{kind} backups kept {ttl / 24:g} days, less than {floor} days")
         if "*" not in included and not set(data_ns) <= included:
             missing = [ns for ns in data_ns if ns not in included]
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             problems.append(f"does not include {shown}")
         if kind and not problems:
             covered[kind] |= set(data_ns)
-        yield judge(s, problems, f"{kind or 'custom'} schedule ({cron}), kept {ttl / 24:g} days in {loc_name}")
+        yield judge(s, problems, f"{kind or 'custom'} schedule ({cron}), kept {ttl / 24:g} days in {loc_name} "
+                                 f"(region {region}, not a primary region)")
+    for name in sorted(used):
+        yield backup_country(used[name])
     for kind in ("daily", "monthly"):
         for ns in data_ns:
             if ns not in covered[kind]:

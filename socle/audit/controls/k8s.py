@@ -8,7 +8,7 @@ from socle.constants import (ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_
                              LABEL_PROFILE, PART_OF)
 
 from ..evidence import Evidence, annotations, dig, labels, meta
-from ..model import Context, Control, Finding, ObjRef, failed, judge, missing, not_applicable, passed
+from ..model import Context, Control, Finding, ObjRef, declared, failed, judge, missing, not_applicable
 from . import registrar
 
 CONTROLS: list[Control] = []
@@ -33,6 +33,16 @@ def k8s_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     for name, block in sorted(ev.missing_namespaces.items()):
         yield missing(ObjRef("Namespace", "", name), f"namespace {name} of block {block} ({ev.expected_origin}) "
                                                     "is not in the evidence")
+
+
+def _empty_selector(sel) -> bool:
+    return isinstance(sel, dict) and not sel.get("matchLabels") and not sel.get("matchExpressions")
+
+
+def _every_namespace(peer: dict) -> bool:
+    """A peer `{namespaceSelector: {}}` (with no pod selector, or an empty one): every pod of every namespace."""
+    return "namespaceSelector" in peer and _empty_selector(peer.get("namespaceSelector") or {}) \
+        and _empty_selector(peer.get("podSelector") or {})
 
 
 def _default_deny(pol: dict) -> bool:
@@ -61,6 +71,8 @@ def k8s_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                     problems.append(f"{direction}[{i}] allows all traffic")
                 elif peers and any(p == {} for p in peers):
                     problems.append(f"{direction}[{i}] has an empty peer (every pod of every namespace)")
+                elif peers and any(_every_namespace(p) for p in peers):
+                    problems.append(f"{direction}[{i}] has a peer selecting every namespace (an empty namespaceSelector)")
         if problems:
             yield failed(pol, "; ".join(problems))
 
@@ -118,6 +130,9 @@ def k8s_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 
 
 _IMAGE = re.compile(r"^(?P<name>[^@]+?)(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+# An exact version: a version number with at least two parts (1.27.4-alpine, v8.0.0, 16.6, 2025-06); a bare major
+# (`16`, `v8`) or a name (`stable`, `alpine`) moves with every release.
+_EXACT_VERSION = re.compile(r"^v?\d+([.-]\d+)+")
 
 
 def _registries(ev: Evidence, ctx: Context) -> set[str]:
@@ -130,6 +145,7 @@ def _registries(ev: Evidence, ctx: Context) -> set[str]:
          "Name the registry explicitly and pin every image (images.* and images.allowed_registries).")
 def k8s_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     allowed = _registries(ev, ctx)
+    # Without a list (the auditor's --allowed-registries, or the namespaces' annotation), "allowed" cannot be judged.
     for w in ev.workloads():
         problems = []
         for c in w.containers():
@@ -144,9 +160,16 @@ def k8s_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"{c.get('name')}: {image} does not name its registry")
             elif allowed and first not in allowed:
                 problems.append(f"{c.get('name')}: registry {first} not allowed ({', '.join(sorted(allowed))})")
-            if not m.group("digest") and (not m.group("tag") or m.group("tag") == "latest"):
-                problems.append(f"{c.get('name')}: {image} is not pinned")
-        yield judge(w.obj, problems, "images pinned, from allowed registries")
+            tag = m.group("tag")
+            if not m.group("digest") and tag == "latest":
+                problems.append(f"{c.get('name')}: {image} is `latest`, not pinned")
+            elif not m.group("digest") and (not tag or not _EXACT_VERSION.match(tag)):
+                problems.append(f"{c.get('name')}: {image} is not pinned to an exact version or a digest")
+        if problems or allowed:
+            yield judge(w.obj, problems, f"images pinned, from allowed registries ({', '.join(sorted(allowed))})")
+        else:
+            yield missing(w.obj, f"images pinned; whether their registries are allowed cannot be judged: no list of allowed "
+                                 f"registries (the auditor's --allowed-registries or the namespaces' {ANN_ALLOWED_REGISTRIES})")
 
 
 @control("K8S-06", "Service account tokens not mounted unless the workload calls the API", "medium", K8S, SRC,
@@ -158,10 +181,18 @@ def k8s_06(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         pod_value = w.pod_spec.get("automountServiceAccountToken")
         sa = accounts.get((w.namespace, w.pod_spec.get("serviceAccountName") or "default"))
         mounted = pod_value if pod_value is not None else (sa or {}).get("automountServiceAccountToken", True) is not False
-        if mounted and reason:
-            yield passed(w.obj, f"token mounted: the workload calls the API ({reason})")
+        # A projected serviceAccountToken volume mounts a token whatever automountServiceAccountToken says.
+        projected = [str(v.get("name")) for v in w.pod_spec.get("volumes") or []
+                     if any(isinstance(src, dict) and "serviceAccountToken" in src
+                            for src in dig(v, "projected", "sources", default=[]) or [])]
+        if (mounted or projected) and reason:
+            # That the workload calls the API is the stack's annotation: no object shows the calls.
+            yield declared(w.obj, f"token mounted; the workload calls the API by its annotation {ANN_API_ACCESS} only "
+                                  f"({reason}): the auditor checks that it does")
         else:
-            yield judge(w.obj, ["service account token mounted"] if mounted else [], "no service account token")
+            problems = (["service account token mounted"] if mounted else []) + \
+                [f"service account token mounted by projected volume {v}" for v in projected]
+            yield judge(w.obj, problems, "no service account token")
 
 
 @control("K8S-07", "Only the gateway and the relay are reachable from outside; no NodePort", "high", K8S, SRC,
@@ -183,6 +214,13 @@ def k8s_07(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     for ing in ev.scoped("Ingress"):
         block = blocks.get(meta(ing).get("namespace"))
         yield judge(ing, [] if block == "gateway" else [f"Ingress in the {block} block"], "Ingress of the gateway")
+    # A pod on the node's network or with a host port is reachable at the node's address, whatever its Services.
+    for w in ev.workloads():
+        problems = (["hostNetwork: reachable on the node's addresses"] if w.pod_spec.get("hostNetwork") else []) + \
+            [f"{c.get('name')}: hostPort {p.get('hostPort')} reachable on the node's addresses" for c in w.containers()
+             for p in c.get("ports") or [] if isinstance(p, dict) and p.get("hostPort")]
+        if problems:
+            yield failed(w.obj, "; ".join(problems))
 
 
 _SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -210,18 +248,43 @@ def k8s_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     for w in ev.workloads():
         problems = [f"{c.get('name')}: {e.get('name')} is a literal value" for c in w.containers()
                     for e in c.get("env") or [] if _SECRET_NAME.search(str(e.get("name", ""))) and "value" in e]
+        problems += [f"{c.get('name')}: {e.get('name')} comes from ConfigMap {dig(e, 'valueFrom', 'configMapKeyRef', 'name')}, "
+                     "not a Secret" for c in w.containers() for e in c.get("env") or []
+                     if _SECRET_NAME.search(str(e.get("name", ""))) and dig(e, "valueFrom", "configMapKeyRef")]
         yield judge(w.obj, problems, "secret values only through Secret references")
     for cm in ev.scoped("ConfigMap"):
         problems = []
         for key, text in sorted((cm.get("data") or {}).items()):
             if not isinstance(text, str):
                 continue
+            if _SECRET_NAME.search(key) and _literal_secret(key, text.strip()):
+                problems.append(f"{key} holds a secret value (a ConfigMap key named as a secret)")
             if _PEM_KEY.search(text):
                 problems.append(f"{key} holds a private key")
             for m in _SECRET_ASSIGN.finditer(text):
                 if _literal_secret(m.group(1), m.group(2)):
                     problems.append(f"{key}: {m.group(1)} has a literal value")
         yield judge(cm, problems, "no secret value")
+
+
+def _protects(pdb: dict, replicas: int) -> bool:
+    """A budget that keeps at least one pod through a voluntary disruption."""
+    spec = pdb.get("spec") or {}
+
+    def count(value) -> int | None:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+            return -(-int(value[:-1]) * replicas // 100)  # rounded up, as the disruption controller does
+        return None
+
+    if "minAvailable" in spec:
+        n = count(spec["minAvailable"])
+        return n is None or n >= 1
+    if "maxUnavailable" in spec:
+        n = count(spec["maxUnavailable"])
+        return n is None or n < replicas
+    return True  # minAvailable 1 by default
 
 
 @control("K8S-09", "Production: ≥ 2 replicas of stateless services, PodDisruptionBudgets, spread across zones", "medium",
@@ -250,10 +313,13 @@ def k8s_09(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         if replicas < 2:
             problems.append(f"{replicas} replica(s)")
         pod_labels = w.pod_meta.get("labels") or {}
-        if not any(meta(p).get("namespace") == w.namespace
-                   and (dig(p, "spec", "selector", "matchLabels", default={}) or {}).items() <= pod_labels.items()
-                   and dig(p, "spec", "selector", "matchLabels") for p in ev.scoped_in("PodDisruptionBudget", w.namespace)):
+        budgets = [p for p in ev.scoped_in("PodDisruptionBudget", w.namespace)
+                   if (dig(p, "spec", "selector", "matchLabels", default={}) or {}).items() <= pod_labels.items()
+                   and dig(p, "spec", "selector", "matchLabels")]
+        if not budgets:
             problems.append("no PodDisruptionBudget")
+        elif not any(_protects(p, replicas) for p in budgets):
+            problems.append("its PodDisruptionBudget lets every pod be evicted at once")
         if not any("zone" in t.get("topologyKey", "") for t in w.pod_spec.get("topologySpreadConstraints") or []):
             problems.append("not spread across zones")
         yield judge(w.obj, problems, f"{replicas} replicas, PDB, spread across zones")
@@ -282,6 +348,14 @@ def k8s_10(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                  if dig(b, "roleRef", "name") == AUDITOR_ROLE and b.get("subjects")]
         if not bound:
             problems.append("not bound to any auditor")
+        # The auditors get nothing more: their subjects bound to another role are not read-only any more.
+        auditors = {(s.get("kind"), s.get("name")) for b in bound for s in b.get("subjects") or []}
+        for b in ev.of_kind("ClusterRoleBinding") + ev.of_kind("RoleBinding"):
+            other = dig(b, "roleRef", "name")
+            if other in (AUDITOR_ROLE, AUDITOR_EXEC_ROLE):
+                continue
+            for kind, name in sorted({(s.get("kind"), s.get("name")) for s in b.get("subjects") or []} & auditors):
+                problems.append(f"auditors ({kind} {name}) also bound to {dig(b, 'roleRef', 'kind')} {other} by {ObjRef.of(b)}")
         yield judge(role, problems, f"read-only, bound to {', '.join(s.get('name', '?') for b in bound for s in b.get('subjects'))}")
     for r in ev.scoped("Role"):
         if meta(r).get("name") != AUDITOR_EXEC_ROLE:

@@ -6,8 +6,8 @@ from typing import Iterator
 from socle.constants import ANN_MAILBOX_PURGE_DAYS, MSS_TLS12_SUITES
 
 from .. import configs
-from ..evidence import Evidence, annotations, dig, meta
-from ..model import Context, Control, Finding, failed, judge
+from ..evidence import Evidence, annotations, argv, dig, meta
+from ..model import Context, Control, Finding, declared, failed, judge
 from . import registrar
 from ._common import (
     Parsed,
@@ -15,9 +15,9 @@ from ._common import (
     forwarder_files,
     main_cf_files,
     postfix_cipher_problems,
+    postfix_problems,
     postfix_protocol_problems,
     retention,
-    workloads_in,
 )
 
 CONTROLS: list[Control] = []
@@ -25,26 +25,29 @@ control, manual = registrar(CONTROLS, "MSS")
 MSS = ("mssante",)
 
 
-def _master(p: Parsed) -> list[configs.MasterService]:
-    text = (p.file.obj.get("data") or {}).get("master.cf")
-    return configs.postfix_master(text) if text else []
+# Outbound levels that never fall back to cleartext.
+MANDATORY_TLS = ("encrypt", "dane-only", "fingerprint", "verify", "secure")
+
+
+def _encryption_problems(v: dict[str, str]) -> list[str]:
+    out = []
+    if v.get("smtpd_tls_wrappermode") != "yes" and v.get("smtpd_tls_security_level") != "encrypt":
+        out.append(f"smtpd_tls_security_level is {v.get('smtpd_tls_security_level', 'unset')}, not encrypt: "
+                   "inbound mail accepted in cleartext")
+    if v.get("smtpd_tls_auth_only") != "yes":
+        out.append(f"smtpd_tls_auth_only is {v.get('smtpd_tls_auth_only', 'unset')}, not yes: authentication offered before TLS")
+    level = v.get("smtp_tls_security_level", "none")
+    if level not in MANDATORY_TLS:
+        out.append(f"smtp_tls_security_level is {level}: outbound mail falls back to cleartext")
+    return out
 
 
 @control("MSS-01", "Every SMTP connection encrypted, no cleartext fallback; auth only over TLS", "critical", MSS,
          ("mssante",), "smtpd_tls_security_level = encrypt and smtpd_tls_auth_only = yes, with no weaker master.cf override.")
 def mss_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def relay(p: Parsed) -> Finding:
-        problems = [f"{k} is {p.data.get(k, 'unset')}, not {v}" for k, v in
-                    (("smtpd_tls_security_level", "encrypt"), ("smtpd_tls_auth_only", "yes")) if p.data.get(k) != v]
-        try:
-            services = _master(p)
-        except configs.ConfigError as exc:
-            problems.append(f"master.cf does not parse: {exc}")
-            services = []
-        problems += [f"master.cf service {svc.service} lowers smtpd_tls_security_level to {level}" for svc in services
-                     if svc.command == "smtpd" and (level := svc.overrides.get("smtpd_tls_security_level")) not in (None, "encrypt")
-                     and svc.overrides.get("smtpd_tls_wrappermode") != "yes"]
-        return judge(p.file.obj, problems, "STARTTLS required before MAIL, auth only over TLS", "main.cf")
+        return judge(p.file.obj, postfix_problems(p, _encryption_problems),
+                     "STARTTLS required before MAIL, auth only over TLS, outbound TLS mandatory", "main.cf")
 
     yield from each(main_cf_files(ev), relay)
 
@@ -52,41 +55,72 @@ def mss_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 @control("MSS-02", "TLS 1.2 minimum on SMTP", "critical", MSS + ("anssi-tls",), ("mssante",),
          "Set smtpd/smtp_tls_(mandatory_)protocols to >=TLSv1.2.")
 def mss_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_protocol_problems(p.data),
+    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_problems(p, postfix_protocol_problems),
                                                       "SMTP in and out: TLS 1.2 minimum", "main.cf"))
 
 
 @control("MSS-03", "TLS 1.2 suites from the MSSanté list (ECDHE-RSA-AES256/128-GCM)", "high", MSS + ("anssi-tls",),
          ("mssante", "anssi-tls"), "Keep tls_high_cipherlist to the MSSanté suites and the mandatory cipher grade `high`.")
 def mss_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_cipher_problems(p.data, MSS_TLS12_SUITES),
-                                                      f"suites {', '.join(MSS_TLS12_SUITES)}", "main.cf"))
+    yield from each(main_cf_files(ev), lambda p: judge(
+        p.file.obj, postfix_problems(p, lambda v: postfix_cipher_problems(v, MSS_TLS12_SUITES, "the MSSanté list")),
+        f"suites {', '.join(MSS_TLS12_SUITES)}", "main.cf"))
 
 
-@control("MSS-04", "IGC-Santé server certificate presented; peers verified against the IGC-Santé CAs", "high", MSS,
+@control("MSS-04", "A server certificate from a Secret presented; peers verified against a trust bundle Secret", "high", MSS,
          ("mssante",), "Keep smtp_tls_security_level = secure (or verify) with the trust bundle; mount the server certificate Secret.")
 def mss_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    # Whether the certificate and the CAs are IGC-Santé's is in the Secrets, which the audit does not read
+    # (PKI-03/04: the certificate inventory or the live host checks).
+    def verified(v: dict[str, str]) -> list[str]:
+        level = v.get("smtp_tls_security_level", "none")
+        return [] if level in ("verify", "secure") else [f"outbound smtp_tls_security_level is {level}, peers not verified"]
+
     def relay(p: Parsed) -> Finding:
         level = p.data.get("smtp_tls_security_level", "none")
         chain = p.data.get("smtpd_tls_chain_files") or p.data.get("smtpd_tls_cert_file")
-        problems = [] if level in ("verify", "secure") else [f"outbound smtp_tls_security_level is {level}, peers not verified"]
-        problems += [] if chain else ["no server certificate (smtpd_tls_chain_files)"]
-        problems += [why for path in configs.postfix_list(chain or "") for ok, why in [ev.secret_backed(p.file.obj, path)] if not ok]
-        problems += [] if p.data.get("smtp_tls_CAfile") else ["no smtp_tls_CAfile"]
-        return judge(p.file.obj, problems, f"server certificate from a Secret; outbound {level}", "main.cf")
+        problems = postfix_problems(p, verified)
+        problems += [] if chain else ["no server certificate presented (smtpd_tls_chain_files)"]
+        problems += [f"server certificate {why}" for path in configs.postfix_list(chain or "")
+                     for ok, why in [ev.secret_backed(p.file.obj, path)] if not ok]
+        ca = p.data.get("smtp_tls_CAfile")
+        ok, why = ev.secret_backed(p.file.obj, ca) if ca else (False, "not set")
+        problems += [] if ok else [f"peers verified against smtp_tls_CAfile {why}"]
+        return judge(p.file.obj, problems, f"server certificate from a Secret; outbound {level} against the trust bundle Secret",
+                     "main.cf")
 
     yield from each(main_cf_files(ev), relay)
 
 
-def _refresh_containers(ev: Evidence, namespace: str) -> list[str]:
-    out = []
-    for w in workloads_in(ev, namespace):
-        cms = {dig(v, "configMap", "name") for v in w.pod_spec.get("volumes") or [] if "configMap" in v}
-        for name in cms:
-            cm = ev.get("ConfigMap", namespace, name) if isinstance(name, str) else None
-            if cm is not None and ev.in_scope(cm) and "refresh-domains.sh" in (cm.get("data") or {}):
-                out.append(str(w.ref))
-    return sorted(set(out))
+def _map_path(value: str) -> str | None:
+    """The file of a Postfix lookup table (`texthash:/path`, `hash:/path`, or a bare path)."""
+    path = value.split(":", 1)[1] if ":" in value and not value.startswith("/") else value
+    return path if path.startswith("/") else None
+
+
+def _refreshed(ev: Evidence, p: Parsed, maps: list[str]) -> tuple[list[str], list[str]]:
+    """(refresher containers, problems): every authorized-domain map Postfix reads lies on a volume that a container
+    of the same pod, running the domain refresh script, writes."""
+    users = ev.mounts_of(p.file.obj)
+    if not users:
+        return [], ["no workload runs this relay configuration"]
+    found, problems = set(), []
+    for w, c, _ in users:
+        refreshers = []
+        for other in w.containers(init=False):
+            scripts = [n for n in (m.get("name") for m in other.get("volumeMounts") or [])
+                       if "refresh-domains.sh" in ((ev.get("ConfigMap", w.namespace, str(dig(w.volume(str(n)) or {}, "configMap", "name")))
+                                                    or {}).get("data") or {})]
+            if other is not c and scripts and any("refresh-domains.sh" in a for a in argv(other)):
+                refreshers.append(other)
+        for path in maps:
+            vol, _ = w.volume_at(c, path)
+            writers = [str(r.get("name")) for r in refreshers if vol is not None and any(
+                m.get("name") == vol.get("name") and not m.get("readOnly") for m in r.get("volumeMounts") or [])]
+            if not writers:
+                problems.append(f"{w.ref}: the authorized-domain map {path} is not rewritten by a domain-list refresher")
+            found.update(f"{w.ref} container {n}" for n in writers)
+    return sorted(found), problems
 
 
 @control("MSS-05", "Mail exchanged only with ANS-authorized domains; the list refreshed automatically", "critical", MSS,
@@ -101,10 +135,17 @@ def mss_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             problems.append("smtpd_recipient_restrictions do not end with `reject` after the authorized-domain check")
         elif any(r.startswith("permit") for r in rcpt[: rcpt.index("check_recipient_access")]):
             problems.append("a permit comes before the authorized-domain check")
-        ns = meta(p.file.obj).get("namespace", "")
-        refresh = _refresh_containers(ev, ns)
-        if not refresh:
-            problems.append(f"no domain-list refresher in namespace {ns}")
+        relay_domains = configs.postfix_list(p.data.get("relay_domains", ""))
+        maps = [path for v in relay_domains if (path := _map_path(v))]
+        fixed = [v for v in relay_domains if _map_path(v) is None]
+        if fixed:
+            problems.append(f"relay_domains names fixed domains ({', '.join(fixed)}), not only the refreshed list")
+        if "check_recipient_access" in rcpt and rcpt.index("check_recipient_access") + 1 < len(rcpt):
+            maps += [path for path in [_map_path(rcpt[rcpt.index("check_recipient_access") + 1])] if path]
+        if not maps:
+            problems.append("no authorized-domain map (relay_domains, check_recipient_access) for a refresher to rewrite")
+        refresh, stale = _refreshed(ev, p, maps)
+        problems += stale
         return judge(p.file.obj, problems, f"authorized domains only, list refreshed by {', '.join(refresh)}", "main.cf")
 
     yield from each(main_cf_files(ev), relay)
@@ -158,13 +199,17 @@ def mss_07(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 @control("MSS-08", "Mailboxes unused for more than a year are deleted after notice", "medium", MSS, ("mssante",),
          "Set relay.mailbox_purge_days ≤ 365.")
 def mss_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    # The purge period is the stack's annotation; no object of the kit purges mailboxes or sends the notice.
     def relay(p: Parsed) -> Iterator[Finding]:
         for w, _c, _ in ev.mounts_of(p.file.obj):
             raw = annotations(w.obj).get(ANN_MAILBOX_PURGE_DAYS)
             if raw is None or not raw.isdigit():
                 yield failed(w.obj, f"no {ANN_MAILBOX_PURGE_DAYS} annotation declaring the purge period")
+            elif int(raw) > 365:
+                yield failed(w.obj, f"purge after {raw} days, more than 365")
             else:
-                yield judge(w.obj, [f"purge after {raw} days, more than 365"] if int(raw) > 365 else [],
-                            f"unused mailboxes purged after {raw} days")
+                yield declared(w.obj, f"unused mailboxes purged after {raw} days and notified, by the stack's declaration "
+                                      f"({ANN_MAILBOX_PURGE_DAYS}) only: no purge job or notice the audit can see; "
+                                      "the auditor checks the purge procedure and its notices")
 
     yield from each(main_cf_files(ev), relay)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from typing import Iterator
+from urllib.parse import urlparse
 
 from socle.constants import PSC_ACR, PSC_PRODUCTION_ISSUER, PSC_SANDBOX_HOST
 
-from ..evidence import Evidence, meta
+from .. import configs
+from ..evidence import Evidence, dig, meta
 from ..model import Context, Control, Finding, failed, judge, not_applicable
 from . import registrar
-from ._common import Parsed, each, nginx_files, oauth2_files, routes
+from ._common import Parsed, api_servers, each, nginx_files, oauth2_files, oauth2_services, proxied_service, routes
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "PSC")
@@ -20,21 +22,37 @@ PSC_ISSUER_HOSTS = ("auth.esw.esante.gouv.fr", PSC_SANDBOX_HOST)
          "Configure the psc section (issuer, client id, client secret) so the gateway offers PSC login.")
 def psc_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     proxies = {meta(p.file.obj).get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
+    validators = oauth2_services(ev)
 
-    def gateway(p: Parsed) -> Finding:
+    def gateway(p: Parsed) -> Iterator[Finding]:
         sensitive = [r for r in routes(p.file.obj) or [] if r.get("sensitivity") == "sensitive"]
         if not sensitive:
-            return not_applicable(p.file.obj, "no route carries sensitive data", "nginx.conf")
-        proxy = proxies.get(meta(p.file.obj).get("namespace"))
+            yield not_applicable(p.file.obj, "no route carries sensitive data", "nginx.conf")
+            return
+        ns = meta(p.file.obj).get("namespace", "")
+        # The login is offered where the sign-in flow (/oauth2/...) of each sensitive host reaches oauth2-proxy.
+        hosts = {n: s for s in api_servers(p.data) for n in configs.server_names(s)}
+        offered = []
+        for r in sensitive:
+            server = hosts.get(str(r.get("host", "")))
+            flows = [loc for loc in (server.all("location") if server else []) if loc.args and loc.args[-1].startswith("/oauth2/")
+                     and loc.first("internal") is None and proxied_service(loc, ns) in validators]
+            if not flows:
+                yield failed(p.file.obj, f"sensitive route {r.get('name')} ({r.get('host')}) offers no login: no /oauth2/ "
+                                         "sign-in location passed to oauth2-proxy", "nginx.conf")
+            else:
+                offered.append(str(r.get("name", "?")))
+        proxy = proxies.get(ns)
         if proxy is None:
-            return failed(p.file.obj, "sensitive routes but no OIDC (oauth2-proxy) configuration in the namespace", "nginx.conf")
+            yield failed(p.file.obj, "sensitive routes but no OIDC login (oauth2-proxy) configuration in the namespace", "nginx.conf")
+            return
         issuer = str(proxy.data.get("oidc_issuer_url", ""))
         problems = [msg for bad, msg in (
+            (not ev.mounts_of(proxy.file.obj), "no workload runs this OIDC login (oauth2-proxy) configuration"),
             (proxy.data.get("provider") != "oidc", f"provider is {proxy.data.get('provider')!r}, not oidc"),
             (not any(f"//{h}/" in issuer for h in PSC_ISSUER_HOSTS), f"issuer {issuer or '(none)'} is not Pro Santé Connect"),
         ) if bad]
-        return judge(proxy.file.obj, problems, f"PSC login offered for {', '.join(r.get('name', '?') for r in sensitive)}",
-                     "oauth2-proxy.cfg")
+        yield judge(proxy.file.obj, problems, f"PSC login offered for {', '.join(offered) or 'no route'}", "oauth2-proxy.cfg")
 
     yield from each(nginx_files(ev), gateway)
 
@@ -46,7 +64,9 @@ def psc_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         c = p.data
         scope = str(c.get("scope", "")).split()
         problems = [msg for bad, msg in (
-            ("openid" not in scope or "scope_all" not in scope, f"scope is {c.get('scope')!r}"),
+            # oauth2-proxy's OIDC provider runs the authorization-code flow, and always checks `state` (its CSRF cookie).
+            (c.get("provider") != "oidc", f"provider is {c.get('provider')!r}, not the OIDC authorization-code flow"),
+            ("openid" not in scope or "scope_all" not in scope, f"scope is {c.get('scope')!r}, not `openid scope_all`"),
             (c.get("acr_values") != PSC_ACR, f"acr_values is {c.get('acr_values')!r}, not {PSC_ACR}"),
             (c.get("insecure_oidc_skip_nonce", True) is not False, "the nonce is not checked (insecure_oidc_skip_nonce not false)"),
         ) if bad]
@@ -60,13 +80,19 @@ def psc_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 def psc_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def proxy(p: Parsed) -> Finding:
         problems = ["client_secret written in the configuration file"] if p.data.get("client_secret") else []
+        users = ev.mounts_of(p.file.obj)
+        envs = [(w, env) for w, c, _ in users for env in c.get("env") or [] if env.get("name") == "OAUTH2_PROXY_CLIENT_SECRET"]
+        problems += [f"{w.ref} sets OAUTH2_PROXY_CLIENT_SECRET " + ("as a literal" if "value" in env else "not from a Secret")
+                     for w, env in envs if not dig(env, "valueFrom", "secretKeyRef")]
         path = p.data.get("client_secret_file")
-        ok, why = ev.secret_backed(p.file.obj, str(path)) if path else (False, "no client_secret_file")
-        if not ok:
-            problems.append(why)
-        problems += [f"{w.ref} sets OAUTH2_PROXY_CLIENT_SECRET as a literal" for w, c, _ in ev.mounts_of(p.file.obj)
-                     for env in c.get("env") or [] if env.get("name") == "OAUTH2_PROXY_CLIENT_SECRET" and "value" in env]
-        return judge(p.file.obj, problems, "client secret read from a mounted Secret", "oauth2-proxy.cfg")
+        if path:
+            ok, why = ev.secret_backed(p.file.obj, str(path))
+            if not ok:
+                problems.append(f"client_secret_file {why}")
+        elif not users or not all(any(e.get("name") == "OAUTH2_PROXY_CLIENT_SECRET" and dig(e, "valueFrom", "secretKeyRef")
+                                          for e in c.get("env") or []) for _w, c, _ in users):
+            problems.append("the client does not authenticate: no client_secret_file (nor OAUTH2_PROXY_CLIENT_SECRET from a Secret)")
+        return judge(p.file.obj, problems, "client secret read from a Secret", "oauth2-proxy.cfg")
 
     yield from each(oauth2_files(ev), proxy)
 
@@ -77,10 +103,15 @@ def psc_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def proxy(p: Parsed) -> Finding:
         c = p.data
         issuer = str(c.get("oidc_issuer_url", ""))
+        jwks = str(c.get("oidc_jwks_url") or "")
         problems = [msg for bad, msg in (
             (c.get("ssl_insecure_skip_verify") is True, "ssl_insecure_skip_verify is on"),
-            (c.get("skip_oidc_discovery") is True and not c.get("oidc_jwks_url"),
+            (c.get("skip_oidc_discovery") is True and not jwks,
              "discovery skipped without a JWKS URL: tokens cannot be checked against the issuer's keys"),
+            (bool(jwks) and urlparse(jwks).hostname != urlparse(issuer).hostname,
+             f"oidc_jwks_url {jwks}: tokens checked against keys not published by the issuer's host"),
+            (bool(c.get("extra_jwt_issuers")), "extra_jwt_issuers: tokens checked against other issuers' keys are accepted"),
+            (c.get("insecure_oidc_skip_issuer_verification") is True, "insecure_oidc_skip_issuer_verification is on"),
             (c.get("insecure_oidc_allow_unverified_email") is True, "insecure_oidc_allow_unverified_email is on"),
             (ctx.production and issuer != PSC_PRODUCTION_ISSUER, f"issuer {issuer or '(none)'} is not the production issuer"),
             (not issuer.startswith("https://"), f"issuer {issuer or '(none)'} is not an https URL"),

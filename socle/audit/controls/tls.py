@@ -7,7 +7,7 @@ from typing import Iterator
 from socle.constants import HSTS_MIN_MAX_AGE, TLS12_AEAD_SUITES
 
 from .. import configs
-from ..evidence import Evidence, dig
+from ..evidence import Evidence, argv, dig
 from ..model import Context, Control, Finding, failed, judge, not_applicable
 from . import registrar
 from ._common import (
@@ -21,7 +21,9 @@ from ._common import (
     nginx_files,
     parsed,
     postfix_cipher_problems,
+    postfix_problems,
     postfix_protocol_problems,
+    postfix_tls13_problems,
     tls_directive,
 )
 
@@ -44,8 +46,15 @@ def _tls_servers(p: Parsed) -> Iterator[tuple[configs.Directive, configs.Directi
 
 
 def _nginx_protocol_problems(p: Parsed) -> list[str]:
-    return [f"server {' '.join(s.value('server_name', '_').split())} offers {', '.join(old)}"
-            for s, http in _tls_servers(p) if (old := sorted(_nginx_protocols(s, http) & OLD))]
+    out = []
+    for s, http in _tls_servers(p):
+        name = " ".join(s.value("server_name", "_").split())
+        protocols = _nginx_protocols(s, http)
+        if old := sorted(protocols & OLD):
+            out.append(f"server {name} offers {', '.join(old)}")
+        if "TLSv1.3" not in protocols:
+            out.append(f"server {name} does not offer TLS 1.3 (ssl_protocols {' '.join(sorted(protocols))})")
+    return out
 
 
 def _imtcp(p: Parsed) -> list[dict[str, str]]:
@@ -64,18 +73,27 @@ def _postgres_files(ev: Evidence):
 def tls_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def postgres(p: Parsed) -> Finding:
         minimum = p.data.get("ssl_min_protocol_version", "TLSv1.2")
+        maximum = p.data.get("ssl_max_protocol_version", "")
         problems = ([] if p.data.get("ssl") == "on" else ["ssl is not on"]) + \
-            ([f"ssl_min_protocol_version is {minimum}"] if configs.tls_versions_from_min(minimum) & OLD else [])
-        return judge(p.file.obj, problems, "database: TLS on, 1.2 minimum", "postgresql.conf")
+            ([f"ssl_min_protocol_version is {minimum}"] if configs.tls_versions_from_min(minimum) & OLD else []) + \
+            ([f"ssl_max_protocol_version is {maximum}: TLS 1.3 left out"] if maximum not in ("", "TLSv1.3") else [])
+        return judge(p.file.obj, problems, "database: TLS on, 1.2 minimum, 1.3 offered", "postgresql.conf")
+
+    def aggregator(p: Parsed) -> Finding:
+        problems = []
+        for m in _imtcp(p):
+            if not m.get("MinProtocol") or configs.tls_versions_from_min(m["MinProtocol"]) & OLD:
+                problems.append(f"imtcp MinProtocol is {m.get('MinProtocol') or 'unset'}")
+            if m.get("MaxProtocol") not in (None, "", "TLSv1.3"):
+                problems.append(f"imtcp MaxProtocol is {m['MaxProtocol']}: TLS 1.3 left out")
+        return judge(p.file.obj, problems, "audit log listener: TLS 1.2 minimum, 1.3 offered", "rsyslog.conf")
 
     yield from each(nginx_files(ev), lambda p: judge(p.file.obj, _nginx_protocol_problems(p),
-                                                    "every TLS server offers TLS 1.2/1.3 only", "nginx.conf"))
-    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_protocol_problems(p.data),
-                                                      "inbound and outbound SMTP: TLS 1.2 minimum", "main.cf"))
-    yield from each(aggregator_files(ev), lambda p: judge(
-        p.file.obj, [f"imtcp MinProtocol is {m.get('MinProtocol') or 'unset'}" for m in _imtcp(p)
-                     if not m.get("MinProtocol") or configs.tls_versions_from_min(m["MinProtocol"]) & OLD],
-        "audit log listener: TLS 1.2 minimum", "rsyslog.conf"))
+                                                    "every TLS server offers TLS 1.2 and 1.3 only", "nginx.conf"))
+    yield from each(main_cf_files(ev), lambda p: judge(
+        p.file.obj, postfix_problems(p, lambda v: postfix_protocol_problems(v) + postfix_tls13_problems(v)),
+        "inbound and outbound SMTP: TLS 1.2 minimum, 1.3 offered", "main.cf"))
+    yield from each(aggregator_files(ev), aggregator)
     yield from each(_postgres_files(ev), postgres)
 
 
@@ -88,8 +106,9 @@ def tls_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         return judge(p.file.obj, sorted(set(problems)), "only ECDHE+AEAD suites", "nginx.conf")
 
     yield from each(nginx_files(ev), nginx)
-    yield from each(main_cf_files(ev), lambda p: judge(p.file.obj, postfix_cipher_problems(p.data, TLS12_AEAD_SUITES),
-                                                      "only ECDHE+AEAD suites", "main.cf"))
+    yield from each(main_cf_files(ev), lambda p: judge(
+        p.file.obj, postfix_problems(p, lambda v: postfix_cipher_problems(v, TLS12_AEAD_SUITES)), "only ECDHE+AEAD suites",
+        "main.cf"))
     yield from each(aggregator_files(ev), lambda p: judge(
         p.file.obj, [x for m in _imtcp(p) for x in cipher_problems(m.get("CipherString"), TLS12_AEAD_SUITES, "imtcp CipherString")],
         "only ECDHE+AEAD suites", "rsyslog.conf"))
@@ -125,7 +144,8 @@ def _hsts_problems(server: configs.Directive) -> list[str]:
     return problems
 
 
-@control("TLS-03", "No cleartext HTTP serving data: port 80 only redirects; HSTS on every HTTPS response", "high",
+@control("TLS-03", "The gateway serves nothing over cleartext HTTP: port 80 only redirects; HSTS on every HTTPS response",
+         "high",
          TLS + ("doctrine",), ("ci-sis-transport", "anssi-tls"),
          "Keep the plain-HTTP server to a single `return 308 https://$host$request_uri`; set gateway.hsts_max_age ≥ 31536000.")
 def tls_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -153,7 +173,8 @@ def _mtls_servers(p: Parsed) -> list[configs.Directive]:
     return [s for s in api_servers(p.data) if s.value("ssl_verify_client") in ("on", "optional")]
 
 
-@control("PKI-01", "Inter-system endpoints trust only the configured health PKI CAs", "high", ("pgssi-s", "mssante"),
+@control("PKI-01", "Inter-system endpoints trust only a CA bundle mounted from a Secret, never the system CA store", "high",
+         ("pgssi-s", "mssante"),
          ("ci-sis-transport", "mssante"),
          "Mount the IGC-Santé trust bundle Secret (pki.trust_bundle_secret) and point every mTLS listener and the relay at it.")
 def pki_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -161,33 +182,40 @@ def pki_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         servers = _mtls_servers(p)
         if not servers:
             return not_applicable(p.file.obj, "no listener verifies client certificates", "nginx.conf")
+        http = p.data.first("http")
         problems = []
         for s in servers:
-            ca = s.value("ssl_client_certificate") or s.value("ssl_trusted_certificate")
-            ok, why = ev.secret_backed(p.file.obj, ca) if ca else (False, f"{s.value('server_name')}: no ssl_client_certificate")
-            if not ok:
-                problems.append(why)
-        return judge(p.file.obj, problems, "client certificates checked against the trust bundle Secret", "nginx.conf")
+            name = s.value("server_name")
+            if not (tls_directive(s, http, "ssl_client_certificate") or tls_directive(s, http, "ssl_trusted_certificate")):
+                problems.append(f"{name}: no ssl_client_certificate")
+            # Both directives add trust anchors for client verification: each one set must be the bundle Secret.
+            for key in ("ssl_client_certificate", "ssl_trusted_certificate"):
+                path = tls_directive(s, http, key)
+                ok, why = ev.secret_backed(p.file.obj, path) if path else (True, "")
+                if not ok:
+                    problems.append(f"{name} {key} {why}")
+        return judge(p.file.obj, problems, "client certificates checked against CAs from a Secret only", "nginx.conf")
 
     def postfix(p: Parsed) -> Finding:
         problems = []
         for key in ("smtpd_tls_CAfile", "smtp_tls_CAfile"):
             path = p.data.get(key)
-            ok, why = ev.secret_backed(p.file.obj, path) if path else (False, f"{key} not set")
+            ok, why = ev.secret_backed(p.file.obj, path) if path else (False, "not set")
             if not ok:
-                problems.append(why)
+                problems.append(f"{key} {why}")
         if p.data.get("smtp_tls_CApath") or p.data.get("smtpd_tls_CApath"):
-            problems.append("a CApath (system store) is configured besides the trust bundle")
+            problems.append("a CApath (the system CA store) is configured besides the trust bundle")
         if p.data.get("tls_append_default_CA", "no") != "no":
-            problems.append("tls_append_default_CA adds the system CAs")
-        return judge(p.file.obj, problems, "relay peers verified against the trust bundle Secret only", "main.cf")
+            problems.append("tls_append_default_CA adds the system CA store")
+        return judge(p.file.obj, problems, "relay peers verified against CAs from a Secret only", "main.cf")
 
     yield from each(nginx_files(ev), nginx)
     yield from each(main_cf_files(ev), postfix)
 
 
-def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> str | None:
-    """The container of the same pod that rewrites the CRL file and can signal NGINX, if any."""
+def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> tuple[str, dict] | None:
+    """The container of the same pod that runs the CRL refresh script, rewrites the CRL file and can signal NGINX,
+    with the ConfigMap holding its script, if any."""
     vol, _ = w.volume_at(nginx, crl_path)
     if vol is None or "emptyDir" not in vol:
         return None  # a Secret or ConfigMap volume is only changed by a redeployment
@@ -196,14 +224,34 @@ def _refresher(ev: Evidence, w, nginx: dict, crl_path: str) -> str | None:
             continue
         mounts = {m.get("name"): m for m in c.get("volumeMounts") or []}
         writes_crl = vol["name"] in mounts and not mounts[vol["name"]].get("readOnly")
-        runs_script = any("crl-refresh.sh" in ((ev.get("ConfigMap", w.namespace, dig(w.volume(n) or {}, "configMap", "name") or "")
-                                                or {}).get("data") or {}) for n in mounts)
+        scripts = [cm for n in mounts if (cm := ev.get("ConfigMap", w.namespace, dig(w.volume(n) or {}, "configMap", "name") or ""))
+                   and isinstance((cm.get("data") or {}).get("crl-refresh.sh"), str)]
+        runs_script = bool(scripts) and any("crl-refresh.sh" in a for a in argv(c))
         if writes_crl and runs_script and w.pod_spec.get("shareProcessNamespace") is True:
-            return str(c.get("name"))
+            return str(c.get("name")), scripts[0]
     return None
 
 
-@control("PKI-02", "Peer certificates checked for revocation; the CRL refreshed before its nextUpdate", "high",
+_SLEEP = re.compile(r"\bsleep\s+(\d+)([smhd]?)\b")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _refresh_problems(script_cm: dict) -> list[str]:
+    """PKI-02: the refresh loop runs at least daily and has distribution points to fetch from. The CRL's own
+    nextUpdate is not in the evidence (the CRL is fetched at run time): a daily refresh is what can be checked."""
+    data = script_cm.get("data") or {}
+    waits = [int(n) * _UNIT[u] for n, u in _SLEEP.findall(data.get("crl-refresh.sh", ""))]
+    problems = []
+    if not waits:
+        problems.append("the refresh script has no readable interval (sleep)")
+    elif max(waits) > 86400:
+        problems.append(f"the CRL is refreshed every {max(waits)} s, less often than daily")
+    if not any(line.strip() for line in str(data.get("crl-urls", "")).splitlines()):
+        problems.append("no CRL distribution point (crl-urls) to refresh from")
+    return problems
+
+
+@control("PKI-02", "Peer certificates checked for revocation; the CRL refreshed at least daily", "high",
          ("pgssi-s",), ("ci-sis-transport",),
          "Configure ssl_crl on every mTLS listener and set pki.crl_urls so the CRL refresher runs beside NGINX.")
 def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -224,8 +272,10 @@ def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 if r is None:
                     problems.append(f"{crl} is not refreshed (no CRL refresher container beside {c.get('name')})")
                 else:
-                    refreshers.add(r)
-            yield judge(w.obj, problems, f"CRL on every mTLS listener, refreshed by container {', '.join(sorted(refreshers))}")
+                    refreshers.add(r[0])
+                    problems += [f"{crl}: {x}" for x in _refresh_problems(r[1])]
+            yield judge(w.obj, problems, f"CRL on every mTLS listener, refreshed at least daily by container "
+                                         f"{', '.join(sorted(refreshers))}")
 
     def postfix(p: Parsed) -> Finding:
         if p.data.get("smtpd_tls_req_ccert") != "yes":

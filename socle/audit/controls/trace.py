@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from typing import Iterator
 
-
-from ..evidence import BLOCK_LABEL, Evidence, dig, meta
+from .. import configs
+from ..evidence import BLOCK_LABEL, Evidence, Loaded, Workload, argv, dig, env_value
 from ..model import Context, Control, Finding, ObjRef, failed, judge, missing
 from . import registrar
-from ._common import Parsed, aggregator_files, each, forwarder_files, hapi_files, nginx_files, retention
+from ._common import Parsed, aggregator_files, api_servers, each, forwarder_files, hapi_files, nginx_files, retention
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "TRACE")
@@ -16,22 +17,120 @@ TRACE = ("pgssi-s", "hds")
 SOURCE_BLOCKS = ("gateway", "fhir", "relay")
 
 
-@control("TRACE-01", "Every access to patient data recorded; records kept ≥ 183 days (365 by default)", "critical", TRACE,
-         ("anssi-logs", "hds"), "Wire every workload to the audit log (log-forwarder sidecar); set audit.retention_days ≥ 183.")
+_LOCAL = ("127.0.0.1", "localhost", "0.0.0.0", "::1", "::", "")
+
+
+def _by_workload(loaded: list[Loaded]) -> dict[int, list[Loaded]]:
+    out: dict[int, list[Loaded]] = {}
+    for x in loaded:
+        out.setdefault(id(x.workload), []).append(x)
+    return out
+
+
+def _forwarder_ports(forwarders: list[Loaded]) -> set[str] | None:
+    """The local syslog ports (imudp/imtcp) of the log forwarders running in a pod; None: no forwarder runs there."""
+    ports: set[str] | None = None
+    for loaded in forwarders:
+        if loaded.file is None or "omfwd" not in loaded.file.text:
+            continue
+        ports = ports if ports is not None else set()
+        try:
+            statements = configs.rsyslog(loaded.file.text)
+        except configs.ConfigError:
+            continue
+        ports |= {st.params.get("port", "514") for st in statements if st.type == "input"
+                  and st.params.get("type") in ("imudp", "imtcp") and st.params.get("address", "") in _LOCAL}
+    return ports
+
+
+def _syslog_port(target: str) -> str | None:
+    """The local port of an NGINX `syslog:server=ADDR[:PORT],...` log target (None: not to this pod)."""
+    params = dict(kv.split("=", 1) for kv in target[len("syslog:"):].split(",") if "=" in kv)
+    server = params.get("server", "")
+    host, _, port = server.rpartition(":") if server.count(":") == 1 or server.startswith("[") else (server, "", "")
+    return (port or "514") if host.strip("[]") in _LOCAL else None
+
+
+def _gateway_records(p: Parsed, ports: set[str]) -> list[str]:
+    """Every proxied location of every API server logs its accesses to a local syslog port the forwarder reads."""
+    http = p.data.first("http")
+    problems = []
+    for s in api_servers(p.data):
+        for loc in [loc for loc in s.all("location") if loc.first("proxy_pass") is not None and loc.first("internal") is None]:
+            logs = loc.all("access_log") or s.all("access_log") or (http.all("access_log") if http else [])
+            sent = [d for d in logs if d.args and d.args[0].startswith("syslog:") and _syslog_port(d.args[0]) in ports]
+            if not sent:
+                problems.append(f"{s.value('server_name')} location {' '.join(loc.args)}: access log not sent to the log "
+                                f"forwarder (no access_log syslog:server=127.0.0.1:PORT on port {', '.join(sorted(ports)) or 'none'})")
+    return problems
+
+
+def _fhir_records(ev: Evidence, w: Workload, c: dict, p: Parsed, ports: set[str]) -> list[str]:
+    """The FHIR server's access logger exists and logback sends it to a local syslog port the forwarder reads."""
+    logger = str((((p.data.get("hapi") or {}).get("fhir") or {}).get("logger") or {}).get("name") or "")
+    if not logger:
+        return ["the FHIR server writes no access log (no hapi.fhir.logger)"]
+    path = env_value(c, "LOGGING_CONFIG")[1]
+    if not path:
+        return [f"the FHIR access log {logger} stays with the image's logging (no LOGGING_CONFIG the evidence holds)"]
+    file, why = ev.resolve(w, c, path)
+    if file is None:
+        return [f"the FHIR logging configuration cannot be read: {why}"]
+    if "<!DOCTYPE" in file.text or "<!ENTITY" in file.text:
+        return [f"{file.key}: a document type or entity declaration, not read"]
+    try:
+        root = ET.fromstring(file.text)
+    except ET.ParseError as exc:
+        return [f"{file.key} does not parse: {exc}"]
+    appenders = {a.get("name"): a for a in root.iter("appender")}
+    for lg in root.iter("logger"):
+        if lg.get("name") != logger or (lg.get("level") or "INFO").upper() in ("OFF", "ERROR", "WARN"):
+            continue
+        for ref in lg.iter("appender-ref"):
+            a = appenders.get(ref.get("ref"))
+            if a is not None and (a.get("class") or "").endswith("SyslogAppender") \
+                    and (a.findtext("syslogHost") or "").strip() in _LOCAL and (a.findtext("port") or "514").strip() in ports:
+                return []
+    return [f"the FHIR access log {logger} is not sent to the log forwarder ({file.key}: no syslog appender on port "
+            f"{', '.join(sorted(ports)) or 'none'})"]
+
+
+@control("TRACE-01", "Accesses through the gateway and the FHIR server recorded in the audit log; records kept ≥ 183 days "
+         "(365 by default)", "critical", TRACE, ("anssi-logs", "hds"),
+         "Wire every workload to the audit log (log-forwarder sidecar); set audit.retention_days ≥ 183.")
 def trace_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    forwarder_cms = {(meta(p.file.obj).get("namespace"), meta(p.file.obj).get("name"))
-                     for p in forwarder_files(ev) if isinstance(p, Parsed)}
+    # What the evidence shows: each source workload runs a forwarder to the audit log, and the gateway's and the FHIR
+    # server's access logs are sent to it. Accesses outside these services (a shell in a pod, the database console)
+    # are not in the kit's objects.
+    gateways = {(p.file.ref, p.file.key): p for p in nginx_files(ev) if isinstance(p, Parsed)}
+    fhirs = {(p.file.ref, p.file.key): p for p in hapi_files(ev) if isinstance(p, Parsed)}
     blocks = {name: ev.block_of(name) for name in ev.kit_namespaces}
     for name, block in sorted(ev.missing_namespaces.items()):
         if BLOCK_LABEL.get(block, block) in SOURCE_BLOCKS:
             yield missing(ObjRef("Namespace", "", name), f"namespace {name} (block {block}) is not in the evidence: "
                                                         "whether its workloads record accesses cannot be judged")
+    forwarders, programs = _by_workload(ev.loaded("rsyslogd")), _by_workload(ev.loaded("nginx") + ev.loaded("hapi"))
     for w in ev.workloads():
         if blocks.get(w.namespace) not in SOURCE_BLOCKS:
             continue
-        cms = {dig(v, "configMap", "name") for v in w.pod_spec.get("volumes") or []}
-        wired = any((w.namespace, cm) in forwarder_cms for cm in cms)
-        yield judge(w.obj, [] if wired else ["no log forwarder to the audit log"], "access log forwarded to the audit log")
+        ports = _forwarder_ports(forwarders.get(id(w), []))
+        unread = [x.why for x in forwarders.get(id(w), []) if x.file is None]
+        if ports is None and unread:
+            yield missing(w.obj, f"log forwarder configuration {unread[0]}")
+            continue
+        if ports is None:
+            yield failed(w.obj, "no log forwarder to the audit log runs in the pod")
+            continue
+        problems = []
+        for loaded in programs.get(id(w), []):
+            if loaded.file is None:
+                continue
+            if (gw := gateways.get((loaded.file.ref, loaded.file.key))) is not None:
+                problems += _gateway_records(gw, ports)
+            if (fhir := fhirs.get((loaded.file.ref, loaded.file.key))) is not None:
+                problems += _fhir_records(ev, w, loaded.container, fhir, ports)
+        yield judge(w.obj, problems, "a log forwarder to the audit log runs in the pod"
+                    + (" and receives the access log" if programs.get(id(w)) else ""))
     if not any(True for _ in aggregator_files(ev)):
         for name, ns in ev.kit_namespaces.items():
             if blocks.get(name) == "auditlog":
@@ -81,14 +180,19 @@ def trace_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         if not users:
             problems.append("no workload runs this aggregator")
         for w, _c, _ in users:
-            if not any(_seal_script(ev, w, c) is not None for c in w.containers()):
+            seals = [c for c in w.containers() if _seal_script(ev, w, c) is not None]
+            if not seals:
                 problems.append(f"{w.ref} has no seal container")
             else:
+                problems += [f"{w.ref} container {c.get('name')} mounts seal.sh but does not run it: nothing is sealed"
+                             for c in seals if not any("seal.sh" in a for a in argv(c))]
                 problems += _seal_key_problems(ev, w)
+                problems += _seal_state_problems(ev, w)
             if w.kind == "StatefulSet" and not dig(w.obj, "spec", "volumeClaimTemplates"):
                 problems.append(f"{w.ref} keeps records on no persistent volume")
         return judge(p.file.obj, problems, "append-only daily files on a persistent volume, sealed into an HMAC-SHA256 chain "
-                     "whose key only the seal container mounts", "rsyslog.conf")
+                     "whose key only the seal container mounts; the seal's last link kept on a volume of its own",
+                     "rsyslog.conf")
 
     yield from each(aggregator_files(ev), aggregator)
 
@@ -104,6 +208,29 @@ def _seal_script(ev: Evidence, w, container: dict) -> str | None:
 
 
 _KEY_FILE = re.compile(r"""^KEY_FILE=(['"]?)([^'"\s]+)\1\s*$""", re.M)
+_STATE_DIR = re.compile(r"""^STATE_DIR=(['"]?)([^'"\s]+)\1\s*$""", re.M)
+
+
+def _seal_state_problems(ev: Evidence, w) -> list[str]:
+    """TRACE-04: the seal remembers its last link on a persistent volume (a claim), so that the truncation of the
+    chain is still detected after the pod restarts; an emptyDir forgets it with the pod."""
+    problems = []
+    for c in w.containers():
+        script = _seal_script(ev, w, c)
+        if script is None:
+            continue
+        m = _STATE_DIR.search(script)
+        if not m:
+            problems.append(f"{w.ref} seal.sh keeps no memory of its last link (STATE_DIR): a truncated chain goes unnoticed")
+            continue
+        name = next((mt.get("name") for mt in sorted(c.get("volumeMounts") or [], key=lambda x: -len(str(x.get("mountPath"))))
+                     if m.group(2) == mt.get("mountPath") or m.group(2).startswith(str(mt.get("mountPath")).rstrip("/") + "/")), None)
+        claims = {(t.get("metadata") or {}).get("name") for t in dig(w.obj, "spec", "volumeClaimTemplates", default=[]) or []}
+        vol = w.volume(name) if name else None
+        if name not in claims and not dig(vol or {}, "persistentVolumeClaim", "claimName"):
+            problems.append(f"{w.ref} container {c.get('name')} keeps the seal's last link ({m.group(2)}) on no persistent "
+                            "volume: a pod restart forgets it, and a truncated chain goes unnoticed")
+    return problems
 
 
 def _secrets_of(w, container: dict) -> set[str]:
@@ -165,12 +292,18 @@ def trace_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 
     def forwarder(p: Parsed) -> Finding:
         problems = []
+        defaults = {k: v for st in p.data if st.type == "global" for k, v in st.params.items()}
         for st in p.data:
             if st.type == "action" and st.params.get("type") == "omfwd":
                 if st.params.get("streamdrivermode") != "1":
                     problems.append("omfwd without TLS (streamDriverMode 1)")
                 if st.params.get("streamdriverauthmode") not in ("x509/name", "x509/certvalid"):
                     problems.append(f"omfwd authMode {st.params.get('streamdriverauthmode', 'anon')} does not check the aggregator")
+                for what in ("cert", "key"):
+                    path = st.params.get(f"streamdriver.{what}file") or defaults.get(f"defaultnetstreamdriver{what}file")
+                    ok, why = ev.secret_backed(p.file.obj, path) if path else (False, "not set")
+                    if not ok:
+                        problems.append(f"omfwd presents no client certificate: {what} file {why}")
         return judge(p.file.obj, problems, "forwarded over TLS, aggregator's certificate checked, client certificate presented", "rsyslog.conf")
 
     yield from each(aggregator_files(ev), aggregator)
