@@ -5,6 +5,8 @@ rsyslog through small readers of their documented line formats (no maintained Py
 """
 from __future__ import annotations
 
+import functools
+
 import re
 import tempfile
 import tomllib
@@ -103,8 +105,10 @@ class MasterService:
     overrides: dict[str, str]
 
 
-def postfix_master(text: str) -> list[MasterService]:
-    """master.cf: one service per line (continuations start with white space); `-o name=value` overrides."""
+@functools.lru_cache(maxsize=256)
+def postfix_master(text: str) -> tuple[MasterService, ...]:
+    """master.cf: one service per line (continuations start with white space); `-o name=value` overrides.
+    Cached on the text: a regional cluster carries the same file in every namespace (callers only read)."""
     lines: list[str] = []
     for raw in text.splitlines():
         if not raw.strip() or raw.lstrip().startswith("#"):
@@ -125,7 +129,7 @@ def postfix_master(text: str) -> list[MasterService]:
                 k, v = rest[i + 1].split("=", 1)
                 overrides[k] = v
         out.append(MasterService(words[0], words[1], words[7], overrides))
-    return out
+    return tuple(out)
 
 
 def postfix_list(value: str) -> list[str]:
@@ -208,7 +212,8 @@ _STATEMENT = re.compile(r"\b(global|module|input|action|template)\s*\(", re.S)
 _PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_.]*)\s*=\s*"((?:[^"\\]|\\.)*)"', re.S)
 
 
-def rsyslog(text: str) -> list[RsyslogStatement]:
+@functools.lru_cache(maxsize=256)
+def rsyslog(text: str) -> tuple[RsyslogStatement, ...]:
     """The object statements of a RainerScript file with their quoted parameters (names lower-cased)."""
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     out = []
@@ -226,7 +231,7 @@ def rsyslog(text: str) -> list[RsyslogStatement]:
             raise ConfigError(f"unbalanced parentheses in {m.group(1)}(...)")
         params = {k.lower(): v for k, v in _PARAM.findall(body[m.end(): i - 1])}
         out.append(RsyslogStatement(m.group(1), params))
-    return out
+    return tuple(out)
 
 
 def gnutls_priority(value: str) -> dict[str, str]:

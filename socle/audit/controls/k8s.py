@@ -1,6 +1,8 @@
 """Kubernetes platform hardening (K8S-01..10), from ANSSI and CIS practice."""
 from __future__ import annotations
 
+import functools
+
 import re
 from typing import Iterator
 
@@ -253,18 +255,23 @@ def k8s_08(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                      if _SECRET_NAME.search(str(e.get("name", ""))) and dig(e, "valueFrom", "configMapKeyRef")]
         yield judge(w.obj, problems, "secret values only through Secret references")
     for cm in ev.scoped("ConfigMap"):
-        problems = []
-        for key, text in sorted((cm.get("data") or {}).items()):
-            if not isinstance(text, str):
-                continue
-            if _SECRET_NAME.search(key) and _literal_secret(key, text.strip()):
-                problems.append(f"{key} holds a secret value (a ConfigMap key named as a secret)")
-            if _PEM_KEY.search(text):
-                problems.append(f"{key} holds a private key")
-            for m in _SECRET_ASSIGN.finditer(text):
-                if _literal_secret(m.group(1), m.group(2)):
-                    problems.append(f"{key}: {m.group(1)} has a literal value")
+        problems = [p for key, text in sorted((cm.get("data") or {}).items()) if isinstance(text, str)
+                    for p in _secret_values(key, text)]
         yield judge(cm, problems, "no secret value")
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_values(key: str, text: str) -> tuple[str, ...]:
+    """K8S-08: what in one ConfigMap file is a secret value. Cached: the same files recur in every namespace."""
+    problems = []
+    if _SECRET_NAME.search(key) and _literal_secret(key, text.strip()):
+        problems.append(f"{key} holds a secret value (a ConfigMap key named as a secret)")
+    if _PEM_KEY.search(text):
+        problems.append(f"{key} holds a private key")
+    for m in _SECRET_ASSIGN.finditer(text):
+        if _literal_secret(m.group(1), m.group(2)):
+            problems.append(f"{key}: {m.group(1)} has a literal value")
+    return tuple(problems)
 
 
 def _protects(pdb: dict, replicas: int) -> bool:
