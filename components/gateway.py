@@ -43,6 +43,9 @@ NGINX_UID = 101
 O2_LOG_FILES = ({"path": f"{O2_LOG_DIR}/oauth2-proxy.log", "tag": "oauth2-proxy"},)
 
 
+# The ports of the gateway's Service (name, port, target port name): a LoadBalancer allocates one node port each.
+GATEWAY_SERVICE_PORTS = (("http", 80, "http"), ("https", 443, "https"))
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
@@ -331,7 +334,7 @@ class Gateway(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        service(self, ns, "gateway", gw_labels, gw_sel, [("http", 80, "http"), ("https", 443, "https")],
+        service(self, ns, "gateway", gw_labels, gw_sel, list(GATEWAY_SERVICE_PORTS),
                 args.service_type, {ANN_REQUIREMENTS: "K8S-07 TLS-03"})
 
         # --- oauth2-proxy (Pro Santé Connect) -----------------------------------------------------

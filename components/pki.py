@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .common import child
 
@@ -41,18 +42,24 @@ class BundleSpec:
     with_crl: bool = False  # True: the Secret holds crl.pem (signed by the CA), else ca.crt
 
 
-def _crl_pem(ca_key_pem: str, ca_cert_pem: str) -> str:
-    """An empty, signed CRL for the demo root (PKI-02: mTLS listeners always check one)."""
+def _crl_pem(ca_key_pem: str, ca_cert_pem: str, today: _dt.date | None = None) -> str:
+    """An empty, signed CRL for the demo root (PKI-02: mTLS listeners always check one).
+
+    The same on every run of one day: issued at midnight UTC of the day (or when the CA starts, if later), signed
+    with deterministic ECDSA (RFC 6979). A deploy, then a preview, the same day finds nothing to change (before, the
+    CRL was re-signed at each run and its Secret replaced); a deploy on a later day renews it."""
     key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    day = today or _dt.datetime.now(_dt.timezone.utc).date()
+    issued = max(_dt.datetime.combine(day, _dt.time(), _dt.timezone.utc), cert.not_valid_before_utc.replace(microsecond=0))
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(cert.subject)
-        .last_update(now)
-        .next_update(now + _dt.timedelta(days=CRL_VALIDITY_DAYS))
+        .last_update(issued)
+        .next_update(issued + _dt.timedelta(days=CRL_VALIDITY_DAYS))
     )
-    crl = builder.sign(private_key=key, algorithm=hashes.SHA256())
+    deterministic = {"ecdsa_deterministic": True} if isinstance(key, ec.EllipticCurvePrivateKey) else {}
+    crl = builder.sign(private_key=key, algorithm=hashes.SHA256(), **deterministic)
     return crl.public_bytes(serialization.Encoding.PEM).decode()
 
 

@@ -43,6 +43,9 @@ PSS_EXCEPTION = (
 POSTFIX_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 
 
+# The ports of the relay's Service: a LoadBalancer allocates one node port each.
+RELAY_SERVICE_PORTS = (("smtp", 25, "smtp"),)
+
 class RelayArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     kit_version: str
@@ -248,7 +251,7 @@ class Relay(pulumi.ComponentResource):
                                    pod_annotations={ANN_PSS_EXCEPTION: PSS_EXCEPTION}, parallel=True),
             opts=child(self, protect=args.protect, retain_on_delete=args.protect),
         )
-        service(self, ns, "postfix", lbl, sel, [("smtp", 25, "smtp")], args.service_type, {ANN_REQUIREMENTS: "K8S-07 MSS-01"})
+        service(self, ns, "postfix", lbl, sel, list(RELAY_SERVICE_PORTS), args.service_type, {ANN_REQUIREMENTS: "K8S-07 MSS-01"})
         if args.replicas >= 2:
             pdb("postfix", ns, sel, lbl, self)
         self.register_outputs({})

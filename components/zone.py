@@ -40,6 +40,9 @@ class ZoneArgs(BaseModel):
     default_memory: str = "512Mi"
     # Pod Security level enforced. Only `restricted` is allowed unless an exception names its reason.
     pod_security: Literal["restricted", "baseline"] = "restricted"
+    load_balancer_node_ports: int = Field(
+        default=0, ge=0, le=8, description="Node ports the zone's LoadBalancer Services allocate (one per port; most "
+        "cloud load balancers reach the pods through them). Every other node port is refused by the zone's quota (K8S-07)")
     pod_security_exception: str = Field(default="", description="Why a workload cannot meet `restricted`")
     protect: bool = False
 
@@ -150,7 +153,7 @@ class Zone(pulumi.ComponentResource):
                     "limits.memory": args.quota_memory,
                     "pods": str(args.quota_pods),
                     "requests.storage": args.quota_storage,
-                    "services.nodeports": "0",
+                    "services.nodeports": str(args.load_balancer_node_ports),
                 }
             },
             opts=dep,

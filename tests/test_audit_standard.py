@@ -246,7 +246,10 @@ def test_bounded_waivers_are_valid(tmp_path):
 def test_the_demo_stacks_waivers_carry_their_approval():
     stack = yaml.safe_load(DEMO.read_text())["config"]["socle:audit"]
     for w in stack["waivers"]:
-        assert w["approved"] <= w["expires"] <= add_months(w["approved"], 12)
+        # quoted: the Pulumi CLI writes an unquoted YAML date back in Go's format when it saves the stack file
+        assert isinstance(w["approved"], str) and isinstance(w["expires"], str)
+        approved, expires = dt.date.fromisoformat(w["approved"]), dt.date.fromisoformat(w["expires"])
+        assert approved <= expires <= add_months(approved, 12)
 
 
 def test_the_hash_wildcard_follows_only_the_content_hash():
@@ -325,3 +328,19 @@ def test_a_waiver_does_not_apply_before_its_approval():
     result = audit_runner.run(ev, ctx, stack.audit)
     k8s01 = next(r for r in result.results if r.control.id == "K8S-01")
     assert k8s01.status == "fail" and any("waiver not yet approved on 2026-01-01" in f.reason for f in k8s01.findings)
+
+
+def test_dates_the_pulumi_cli_writes_back_are_the_same_days():
+    """Found with the real engine: when the Pulumi CLI saves a stack file (adding its encryptionsalt) it writes an
+    unquoted YAML date back as Go's "2026-11-27 00:00:00 +0000 UTC"; the stack must still load, with the same day."""
+    import datetime as dt
+
+    from socle.audit.config import AuditConfig
+
+    cfg = AuditConfig.model_validate({"waivers": [{
+        "control": "K8S-01", "objects": ["Namespace/chdemo-mss"], "owner": "dsi-chdemo",
+        "justification": "Postfix's master process must start as root to switch to its users.",
+        "approved": "2026-11-27 00:00:00 +0000 UTC", "expires": "2027-11-27 00:00:00 +0000 UTC"}],
+        "evidence": {"BCK-02": {"reference": "restore test 12", "owner": "dsi", "date": "2026-11-20 00:00:00 +0000 UTC"}}})
+    assert cfg.waivers[0].approved == dt.date(2026, 11, 27) and cfg.waivers[0].expires == dt.date(2027, 11, 27)
+    assert cfg.evidence["BCK-02"].date == dt.date(2026, 11, 20)

@@ -297,3 +297,30 @@ def test_demo_pki_puts_keys_only_in_secrets():
     assert run.objects == []
     names = {(s["namespace"], s["name"]): s["keys"] for s in run.secrets}
     assert names == {("t-gw", "gw-tls"): ["ca.crt", "tls.crt", "tls.key"], ("t-gw", "trust"): ["ca.crt"], ("t-gw", "crl"): ["crl.pem"]}
+
+
+def test_the_demo_crl_is_the_same_on_every_run_of_a_day():
+    """Found by the real engine: a preview right after `socle up demo` replaced the CRL Secret (re-signed each run)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from components.pki import _crl_pem
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "demo health CA")])
+    start = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+            .not_valid_before(start).not_valid_after(start + dt.timedelta(days=365)).sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    day = dt.date(2026, 11, 27)
+    first = _crl_pem(key_pem, cert_pem, day)
+    assert first == _crl_pem(key_pem, cert_pem, day)
+    crl = x509.load_pem_x509_crl(first.encode())
+    assert crl.last_update_utc == dt.datetime(2026, 11, 27, tzinfo=dt.timezone.utc)
+    assert crl.is_signature_valid(key.public_key())
+    assert _crl_pem(key_pem, cert_pem, dt.date(2026, 11, 28)) != first  # a deploy the next day renews it

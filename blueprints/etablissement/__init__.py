@@ -13,9 +13,9 @@ from components.access import AuditorAccess, AuditorAccessArgs
 from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
 from components.common import AuditTarget, Flow, selector
 from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore
-from components.gateway import HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
+from components.gateway import GATEWAY_SERVICE_PORTS, HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
 from components.pki import BundleSpec, DemoPki, LeafSpec
-from components.relay import PSS_EXCEPTION, SMTP_PORT, Relay, RelayArgs
+from components.relay import PSS_EXCEPTION, RELAY_SERVICE_PORTS, SMTP_PORT, Relay, RelayArgs
 from components.storage import (
     HEALTH_DATA_CLASS,
     BackupArgs,
@@ -125,6 +125,11 @@ def config_files(p: Params) -> dict[str, str]:
     return {f"{block}/{name}": text for block, module in modules.items() for name, text in module.config_files(args[block]).items()}
 
 
+def _lb_ports(service_type: str, ports: tuple) -> int:
+    """Node ports a Service of that type allocates: one per port for a LoadBalancer, none for a ClusterIP."""
+    return len(ports) if service_type == "LoadBalancer" else 0
+
+
 def build(p: Params) -> dict[str, object]:
     """Register every resource of the blueprint; returns the components by block."""
     production = p.profile == "production"
@@ -185,10 +190,12 @@ def build(p: Params) -> dict[str, object]:
                  allowed_registries=p.images.allowed_registries)
     zones = {
         "gateway": Zone("zone-gateway", ZoneArgs(namespace=ns["gateway"], block="gateway", **stamp,
+                                                 load_balancer_node_ports=_lb_ports(p.gateway.service_type, GATEWAY_SERVICE_PORTS),
                                                  service_accounts=["gateway", "oauth2-proxy"], flows=gateway_flows)),
         "fhir": Zone("zone-fhir", ZoneArgs(namespace=ns["fhir"], block="fhir", **stamp,
                                            service_accounts=["fhir", "postgres"], flows=fhir_flows, protect=production)),
         "mss": Zone("zone-mss", ZoneArgs(namespace=ns["mss"], block="relay", **stamp, service_accounts=["relay"],
+                                         load_balancer_node_ports=_lb_ports(p.relay.service_type, RELAY_SERVICE_PORTS),
                                          flows=relay_flows, pod_security="baseline", pod_security_exception=PSS_EXCEPTION,
                                          protect=production)),
         "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", **stamp, service_accounts=["auditlog"],

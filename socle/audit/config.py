@@ -2,14 +2,14 @@
 
     socle:audit:
       evidence:
-        HDS-03: {reference: "HDS certificate n° ..., activities 1-6, valid until 2028-03-31", owner: rssi@..., date: 2026-09-01}
+        HDS-03: {reference: "HDS certificate n° ..., activities 1-6, valid until 2028-03-31", owner: rssi@..., date: "2026-09-01"}
       waivers:
         - control: K8S-01
           objects: [Namespace/chdemo-mss]
           justification: Postfix's master process must start as root ...
           owner: rssi@chdemo.test
-          approved: 2026-11-27
-          expires: 2027-11-27
+          approved: "2026-11-27"
+          expires: "2027-11-27"
 
 A waiver is bounded: it names the objects it covers (`Kind/name` or `Kind/namespace/name`; the only wildcard is a
 ConfigMap's content-hash suffix, `ConfigMap/namespace/name-*`), it has an owner and a justification of some length,
@@ -22,10 +22,27 @@ import hashlib
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
 from .model import ObjRef
 
+
+
+_GO_MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2}) 00:00:00 \+0000 UTC$")
+
+
+def _day(value: Any) -> Any:
+    """A calendar day: a YAML date, "YYYY-MM-DD", or what the Pulumi CLI writes back for a YAML date when it saves a
+    stack file (Go's "2026-11-27 00:00:00 +0000 UTC"): the same day, not an error. Write dates quoted to keep them
+    as written."""
+    if isinstance(value, str) and (m := _GO_MIDNIGHT.match(value.strip())):
+        return m.group(1)
+    return value
+
+
+Day = Annotated[dt.date, BeforeValidator(_day)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -85,8 +102,8 @@ class EvidenceRef(_Strict):
 
     reference: str = Field(min_length=3, description="Where the auditor finds the document (register entry, certificate number…)")
     owner: str = Field(min_length=1, description="Who answers for it")
-    date: dt.date = Field(description="The date of the evidence: the test run, the certificate issued, the review made")
-    valid_until: dt.date | None = Field(default=None, description="When the document stops holding (a certificate's "
+    date: Day = Field(description="The date of the evidence: the test run, the certificate issued, the review made")
+    valid_until: Day | None = Field(default=None, description="When the document stops holding (a certificate's "
                                                                    "expiry); required by controls whose document expires")
     document: str | None = Field(default=None, description="The document itself: a path or URL of the file kept as evidence")
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
@@ -162,8 +179,8 @@ class Waiver(_Strict):
     justification: str = Field(description=f"Why the rule cannot be met and what compensates (≥ {JUSTIFICATION_MIN} "
                                            "non-space characters)")
     owner: str = Field(description=f"Who answers for the exception (≥ {OWNER_MIN} non-space characters)")
-    approved: dt.date = Field(description="When the exception was approved")
-    expires: dt.date = Field(description=f"At most {MAX_WAIVER_MONTHS} months after the approval")
+    approved: Day = Field(description="When the exception was approved")
+    expires: Day = Field(description=f"At most {MAX_WAIVER_MONTHS} months after the approval")
 
     @field_validator("objects")
     @classmethod
