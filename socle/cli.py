@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -483,38 +482,118 @@ def audit_report_verify(
     raise typer.Exit(0 if result.verified else 1)
 
 
-def _pulumi(stack: str, action: str, yes: bool) -> None:
-    st = _load(stack)
-    if shutil.which("pulumi") is None:
-        err.print(
-            "The pulumi CLI is not installed: install it with `curl -fsSL https://get.pulumi.com | sh` "
-            "(see https://www.pulumi.com/docs/install/), then run this command again.",
-            markup=False,
-        )
-        raise typer.Exit(EXIT_INVALID)
-    from pulumi import automation as auto
+cluster = typer.Typer(no_args_is_help=True, help="A local Kubernetes control plane built from pinned Go modules "
+                      "(etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), for tests and trials.")
+app.add_typer(cluster, name="cluster")
 
-    root = project_root()
-    state = root / ".pulumi-state"
-    state.mkdir(exist_ok=True)
-    env = {"PULUMI_BACKEND_URL": f"file://{state}"}
+
+@cluster.command("build")
+def cluster_build(force: bool = typer.Option(False, "--force", help="Rebuild even when the cache holds the binaries")) -> None:
+    """Build (or find in the cache) the control plane, the Pulumi CLI, its Python host and the providers."""
+    from .cluster import build as _build
+
+    try:
+        paths = _build.build(force=force)
+    except _build.BuildError as exc:
+        err.print(f"socle cluster build: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    for group, path in paths.items():
+        out.print(f"{group}: {path}", markup=False, highlight=False)
+
+
+@cluster.command("up")
+def cluster_up() -> None:
+    """Start the local control plane on 127.0.0.1 (building it if needed) and print its KUBECONFIG line."""
+    from .cluster import build as _build
+    from .cluster import local
+
+    try:
+        lay, started = local.up()
+    except (local.ClusterError, _build.BuildError) as exc:
+        err.print(f"socle cluster up: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    if not started:
+        err.print("a local cluster is already running", markup=False)
+    out.print(local.env_line(lay), markup=False, highlight=False)
+
+
+@cluster.command("env")
+def cluster_env() -> None:
+    """Print the `export KUBECONFIG=…` line of the running local cluster."""
+    from .cluster import local
+
+    if local.running() is None:
+        err.print("no local cluster is running: start one with `socle cluster up`", markup=False)
+        raise typer.Exit(1)
+    out.print(local.env_line(), markup=False, highlight=False)
+
+
+@cluster.command("down")
+def cluster_down() -> None:
+    """Stop every process `socle cluster up` started; its state folder's etcd data goes with it."""
+    from .cluster import local
+
+    stopped = local.down()
+    if stopped:
+        out.print("stopped: " + ", ".join(stopped), markup=False, highlight=False)
+
+
+def _pulumi(stack: str, action: str, yes: bool) -> None:
+    from . import engine
+
+    st = _load(stack)
+    path = engine.program_path()
+    missing = engine.missing_programs(path)
+    if missing:
+        err.print(f"socle {action}: {', '.join(missing)} not found on PATH: install the Pulumi CLI and its plugins "
+                  "(https://www.pulumi.com/docs/install/), or build them here with `socle cluster build`.", markup=False)
+        raise typer.Exit(EXIT_INVALID)
     if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
         err.print("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): it protects the secrets in the local state.")
         raise typer.Exit(EXIT_INVALID)
+    try:
+        target = engine.check_cluster(context=(st.config.get("kubernetes:context") if isinstance(st.config, dict) else None))
+    except engine.EngineError as exc:
+        err.print(f"socle {action}: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+    from pulumi import automation as auto
+
+    root = project_root()
+    backend = os.environ.get("PULUMI_BACKEND_URL")
+    if not backend:  # the project's local file backend, unless the user chose one
+        state = root / ".pulumi-state"
+        state.mkdir(exist_ok=True)
+        backend = f"file://{state}"
+    env = {"PULUMI_BACKEND_URL": backend, "PATH": path, **engine.QUIET_ENV,
+           # the language host runs the program with this interpreter (the one socle runs in, which has the SDK)
+           "PULUMI_PYTHON_CMD": os.environ.get("PULUMI_PYTHON_CMD", sys.executable)}
+    os.environ["PATH"] = path  # the Automation API finds the `pulumi` it runs on this process's PATH
     ws = auto.LocalWorkspace(work_dir=str(root), env_vars=env)
     stack_obj = auto.Stack.create_or_select(st.name, ws)
+
     def printer(line: str) -> None:
-        out.print(line, markup=False, highlight=False, end="")
-    if action == "preview":
-        stack_obj.preview(on_output=printer)
-    elif action == "up":
-        if not yes and not typer.confirm(f"Deploy stack {st.name} to the current Kubernetes context?"):
-            raise typer.Exit(1)
-        stack_obj.up(on_output=printer)
-    else:
-        if not yes and not typer.confirm(f"Destroy stack {st.name}? Protected stateful resources are kept."):
-            raise typer.Exit(1)
-        stack_obj.destroy(on_output=printer)
+        out.print(line.rstrip("\n"), markup=False, highlight=False)
+
+    err.print(f"socle {action}: stack {st.name} on {target.server} (context {target.context})", markup=False)
+    try:
+        if action == "preview":
+            stack_obj.preview(on_output=printer)
+        elif action == "up":
+            if not yes and not typer.confirm(f"Deploy stack {st.name} to {target.server}?"):
+                raise typer.Exit(1)
+            stack_obj.up(on_output=printer)
+        else:
+            if not yes and not typer.confirm(f"Destroy stack {st.name} on {target.server}? Protected stateful resources are kept."):
+                raise typer.Exit(1)
+            stack_obj.destroy(on_output=printer)
+    except auto.CommandError as exc:
+        # The engine printed the resources it refused and the API server's messages above; the state records what
+        # was done, so a re-run after the fix continues from there.
+        refused = sorted({line.strip() for line in str(exc).splitlines() if line.strip().startswith("error: resource ")})
+        err.print(f"socle {action}: the Pulumi engine stopped; "
+                  + (f"{len(refused)} resource(s) refused, the first: {refused[0][7:][:600]}" if refused else
+                     "see its output above") + ". The state records what was done: fix, then run it again.", markup=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -85,10 +85,12 @@ def test_preview_without_pulumi_cli_says_how_to_install_it(tmp_path):
     env = {k: v for k, v in os.environ.items()}
     socle_bin = shutil.which("socle")
     env["PATH"] = str(Path(socle_bin).parent)  # the venv only: no pulumi CLI there
+    env["SOCLE_CACHE"] = str(tmp_path / "cache")  # and no build of it by `socle cluster build`
     assert shutil.which("pulumi", path=env["PATH"]) is None
     result = socle("preview", "demo", env=env)
     assert result.returncode == 2
-    assert "pulumi CLI is not installed" in result.stderr and "Traceback" not in result.stderr
+    assert "pulumi, pulumi-language-python" in result.stderr and "not found on PATH" in result.stderr
+    assert "socle cluster build" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_render_help_and_version():

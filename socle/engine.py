@@ -1,0 +1,83 @@
+"""What `socle preview|up|destroy` need before the Pulumi engine runs: the programs, an environment that downloads
+nothing, and a cluster that answers. Each problem is one sentence (exit 2), found before anything is deployed."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class EngineError(Exception):
+    """One sentence: what is missing or unreachable, and what to do."""
+
+
+# The engine looks for the language host and the providers on PATH (ambient plugins) before its plugin folder, and
+# downloads a missing plugin unless told not to: nothing is downloaded at run time.
+QUIET_ENV = {
+    "PULUMI_SKIP_UPDATE_CHECK": "true",
+    "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+}
+PROGRAMS = ("pulumi", "pulumi-language-python", "pulumi-resource-kubernetes", "pulumi-resource-random",
+            "pulumi-resource-tls")
+
+
+def program_path() -> str:
+    """PATH for the engine: the user's PATH, then the programs `socle cluster build` made, if any."""
+    from .cluster.build import BuildError, bin_path
+
+    try:
+        built = bin_path(["pulumi", "providers"])
+    except BuildError:  # no Go here: nothing can have been built either
+        built = ""
+    return os.pathsep.join(p for p in (os.environ.get("PATH", ""), built) if p)
+
+
+def missing_programs(path: str) -> list[str]:
+    return [p for p in PROGRAMS if shutil.which(p, path=path) is None]
+
+
+@dataclass(frozen=True)
+class Target:
+    server: str
+    context: str
+    kubeconfig: str
+
+
+def check_cluster(kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Target:
+    """The cluster the Kubernetes provider will use (KUBECONFIG, its current context or `context`) answers and
+    accepts the credentials. Raises EngineError."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    first = files.split(os.pathsep)[0]
+    if not Path(first).is_file():
+        raise EngineError(f"no kubeconfig at {first}: set KUBECONFIG to your cluster's (or run `socle cluster up`)")
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=first)
+        name = context or (current or {}).get("name")
+        if context and context not in {c["name"] for c in contexts}:
+            raise EngineError(f"kubeconfig {first} has no context {context!r} "
+                              f"(it has {', '.join(sorted(c['name'] for c in contexts)) or 'none'})")
+        api_client = config.new_client_from_config(config_file=first, context=name)
+    except ConfigException as exc:
+        raise EngineError(f"kubeconfig {first} cannot be used: {exc}") from None
+    server = api_client.configuration.host
+    try:
+        client.VersionApi(api_client).get_code(_request_timeout=timeout)
+        # A request that needs credentials: /version answers anyone on some clusters.
+        client.AuthorizationV1Api(api_client).create_self_subject_rules_review(
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "default"}},
+            _request_timeout=timeout)
+    except client.exceptions.ApiException as exc:
+        if exc.status in (401, 403):
+            raise EngineError(f"the cluster at {server} (context {name}) refuses the credentials of {first}: "
+                              f"{exc.status} {exc.reason} — renew them") from None
+        raise EngineError(f"the cluster at {server} (context {name}) answered {exc.status} {exc.reason}") from None
+    except Exception as exc:  # urllib3 / ssl / socket errors: the cluster cannot be reached
+        reason = getattr(exc, "reason", None) or exc
+        raise EngineError(f"the cluster at {server} (context {name}, from {first}) cannot be reached: {reason}") from None
+    finally:
+        api_client.close()
+    return Target(server=server, context=name or "", kubeconfig=first)
