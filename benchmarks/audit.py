@@ -1,8 +1,9 @@
 """Time of the control catalogue over the demo render, and over the same objects copied into N times as many
 namespaces (a cluster hosting many établissements), to show how the audit scales with the object count.
 
-Figures per scale, measured in the same run:
-- `audit_seconds_median`: the audit in memory (the objects indexed into an `Evidence`, every control run);
+Figures per scale, measured in the same run, each scale in a process of its own:
+- `audit_seconds_first` (the first audit of the process, as an auditor's run is) and `audit_seconds_median` (of
+  three): the audit in memory (the objects indexed into an `Evidence`, every control run);
 - for the 2k and 20k scales, the snapshot path as an auditor runs it, for the export `socle audit
   --print-snapshot-command` prints (`kubectl get … -o json`) and for a YAML export (`-o yaml`): the file read by
   `sources.from_snapshot` (parse + shape check, `load_seconds_median`), and the whole command `socle audit --snapshot
@@ -101,32 +102,43 @@ def export_figures(objs: list[dict], path: Path) -> dict:
             "cli_seconds": round(cli, 3), "cli_exit": run.returncode}
 
 
+def one_scale(n: int, tmp: Path) -> dict:
+    """The figures of one scale, in a process of its own (run by main): no heap, cache or collector state left by
+    another scale. `audit_seconds_first` is the first audit of the process, as an auditor's run is."""
+    objs = copies(run_program(load("demo")).objects, n)
+    times = []
+    for _ in range(RUNS):
+        seconds, audit = audit_once(objs)
+        times.append(seconds)
+    row = {"objects": len(objs), "findings": sum(len(r.findings) for r in audit.results),
+           "audit_seconds_first": round(times[0], 3), "audit_seconds_median": round(statistics.median(times), 3),
+           "runs": RUNS}
+    if n in SNAPSHOT_SCALES:
+        row.update(snapshot_figures(objs, tmp, SNAPSHOT_SCALES[n]))
+    return row
+
+
 def main() -> None:
-    stack = load("demo")
-    objects = run_program(stack).objects
+    if len(sys.argv) == 4 and sys.argv[1] == "--one":
+        print(json.dumps(one_scale(int(sys.argv[2]), Path(sys.argv[3]))))
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in SCALES:
-            objs = copies(objects, n)
-            times = []
-            for _ in range(RUNS):
-                seconds, audit = audit_once(objs)
-                times.append(seconds)
-            row = {"objects": len(objs), "findings": sum(len(r.findings) for r in audit.results),
-                   "audit_seconds_median": round(statistics.median(times), 3), "runs": RUNS}
-            if n in SNAPSHOT_SCALES:
-                row.update(snapshot_figures(objs, Path(tmp), SNAPSHOT_SCALES[n]))
+            run = subprocess.run([sys.executable, __file__, "--one", str(n), tmp], capture_output=True, text=True,
+                                 check=True)
+            row = json.loads(run.stdout.strip().splitlines()[-1])
             results[f"x{n}"] = row
             print(f"x{n}: {json.dumps(row)}", file=sys.stderr)
     small, large = results["x27"], results["x270"]
-    keys = ("audit_seconds_median", "json_load_seconds_median", "json_cli_seconds", "yaml_load_seconds_median",
+    keys = ("audit_seconds_first", "audit_seconds_median", "json_load_seconds_median", "json_cli_seconds", "yaml_load_seconds_median",
             "yaml_cli_seconds")
     ratio = {key: round(large[key] / small[key], 2) for key in keys}
     write_results(
         "audit", scales=results,
         target={"objects": large["objects"], "limit_seconds": 3.0, "ratio_limit": 12, "ratio_20k_2k": ratio,
-                "audit_seconds": large["audit_seconds_median"], "json_cli_seconds": large["json_cli_seconds"],
-                "met": large["audit_seconds_median"] <= 3.0 and ratio["audit_seconds_median"] <= 12
+                "audit_seconds": large["audit_seconds_first"], "json_cli_seconds": large["json_cli_seconds"],
+                "met": large["audit_seconds_first"] <= 3.0 and ratio["audit_seconds_first"] <= 12
                 and large["json_cli_seconds"] <= 3.0 and ratio["json_cli_seconds"] <= 12,
                 "covers": "the in-memory audit (Evidence indexes + every control) and the whole `socle audit "
                           "--snapshot cluster.json` command on the JSON export the kit prints; the YAML export is "

@@ -238,6 +238,11 @@ def audit(
                 task = bar.add_task("Reading the cluster (one LIST per kind)", total=len(AUDITED_RESOURCES))
                 ev = sources.from_live(kubeconfig, context,
                                        progress=lambda kind, n: bar.update(task, advance=1, description=f"{kind}: {n}"))
+        # The evidence lives until the command ends and holds no cycle: out of the collector's sight, the reports
+        # and the audit do not pay for rescanning it.
+        import gc
+
+        gc.freeze()
         # The auditor's standard: --profile, else the stack's (--render, --stack), else production; never the labels.
         ctx = runner.make_context(ev, today, profile=profile, stack_profile=getattr(st.params, "profile", None) if st else None,
                                   allowed_registries=tuple(st.params.images.allowed_registries) if st else (),

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -43,6 +44,19 @@ MAX_LISTED = 20  # malformed objects named one by one in the error; the rest are
 
 
 def from_snapshot(path: Path) -> Evidence:
+    """The evidence of a `kubectl get -o json|yaml` export. The cyclic garbage collector pauses while it is read:
+    a regional cluster's export is millions of small containers, none in a cycle, which the collector would
+    otherwise rescan again and again (the JSON parse of 20,000 objects took three times as long)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _from_snapshot(path)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _from_snapshot(path: Path) -> Evidence:
     shown = str(path)
     if not path.is_file():
         raise AuditInputError(f"{shown}: no such file")
