@@ -284,7 +284,7 @@ def up(build_if_needed: bool = True) -> tuple[Layout, bool]:
         if status not in (201, 409):
             raise ClusterError(f"namespace velero could not be created: {body.get('message', status)}")
         record("provisioner", _start("provisioner", [
-            sys.executable, "-m", "socle.cluster.provisioner", "--kubeconfig", str(lay.admin_kubeconfig),
+            sys.executable, "-m", "socle.cluster.provisioner", "--kubeconfig", str(lay.kubeconfig("kwok")),
             "--root", str(lay.root / "volumes")], lay))
         _wait("the nodes", lambda: _nodes_ready(server, ctx), procs["kwok"], lay, "kwok", timeout=60)
         _wait("the default service account", lambda: _get(f"{server}/api/v1/namespaces/default/serviceaccounts/default",

@@ -101,6 +101,66 @@ def test_the_api_server_refuses_a_privileged_pod_in_a_kit_namespace(deployed, sp
     assert run.returncode != 0 and "violates PodSecurity" in run.stderr, run.stderr
 
 
+def test_the_live_audit_gives_the_verdicts_of_the_render_with_one_list_per_kind(deployed):
+    from socle.cluster import local
+
+    log = local.layout().audit_log
+    before = log.read_text().count("\n")
+    live = socle(deployed, "audit", "--live", "--stack", "demo", "--format", "json", "--as-of", "2026-11-27")
+    assert live.returncode == 0, live.stderr[-2000:]
+    render = socle(deployed, "audit", "--render", "demo", "--format", "json", "--as-of", "2026-11-27")
+    verdicts = [{c["id"]: c["status"] for c in json.loads(r.stdout)["controls"]} for r in (live, render)]
+    assert verdicts[0] == verdicts[1]
+    # the API server's own audit log: the admin user's requests during the live audit, one LIST per kind
+    requests = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+    calls = [(e["verb"], (e.get("objectRef") or {}).get("resource")) for e in requests
+             if e["user"]["username"] == "socle-admin" and e["stage"] == "ResponseComplete"
+             and e["verb"] in ("list", "get", "watch")]
+    lists = [r for verb, r in calls if verb == "list"]
+    assert lists and len(lists) == len(set(lists)), calls
+    from socle.constants import AUDITED_RESOURCES
+
+    assert set(lists) == {plural for _g, _v, plural, _k, _n in AUDITED_RESOURCES}
+    assert not [c for c in calls if c[0] == "get" and c[1] not in ("namespaces", None)], calls
+
+
+def test_the_auditor_can_read_every_audited_kind_but_no_secret_and_exec_nowhere_else(deployed, tmp_path):
+    from socle.cluster import local, pki
+    from socle.constants import AUDITED_RESOURCES
+
+    lay = local.layout()
+    keys = pki.make(lay.pki)
+    pair = pki.issue_client(tmp_path, "auditor", keys.ca, "alice-auditor", ("socle:auditors",))
+    kubeconfig = tmp_path / "auditor.kubeconfig"
+    local._kubeconfig(kubeconfig, json.loads(lay.processes.read_text())["server"], keys.ca.cert, pair, "alice-auditor")
+    env = dict(deployed, KUBECONFIG=str(kubeconfig))
+
+    def can(*args: str) -> bool:
+        run = subprocess.run(["kubectl", "auth", "can-i", *args], capture_output=True, text=True, env=env)
+        return run.stdout.strip() == "yes"
+
+    for group, _v, plural, _k, _n in AUDITED_RESOURCES:
+        assert can("list", f"{plural}.{group}" if group else plural, "--all-namespaces"), plural
+    assert not can("get", "secrets", "-n", "chdemo-fhir") and not can("list", "secrets", "--all-namespaces")
+    assert not can("create", "pods/exec", "-n", "kube-system") and not can("create", "pods/exec", "-n", "default")
+    assert not can("delete", "deployments", "-n", "chdemo-fhir") and not can("update", "configmaps", "-n", "chdemo-fhir")
+
+
+def test_an_unreachable_cluster_is_one_sentence_and_exit_2(deployed, tmp_path):
+    from socle.cluster import local, pki
+
+    keys = pki.make(local.layout().pki)
+    kubeconfig = tmp_path / "gone.kubeconfig"
+    local._kubeconfig(kubeconfig, "https://127.0.0.1:9", keys.ca.cert, keys.admin, "admin")
+    run = socle(dict(deployed, KUBECONFIG=str(kubeconfig)), "preview", "demo")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "cannot be reached" in run.stderr and "https://127.0.0.1:9" in run.stderr
+    other = pki.issue_client(tmp_path, "stranger", pki._ca(tmp_path, "other-ca", "another CA"), "mallory")
+    local._kubeconfig(kubeconfig, json.loads(local.layout().processes.read_text())["server"], keys.ca.cert, other, "mallory")
+    run = socle(dict(deployed, KUBECONFIG=str(kubeconfig)), "preview", "demo")
+    assert run.returncode == 2 and "refuses the credentials" in run.stderr, run.stderr
+
+
 def test_destroy_removes_the_demo_through_the_controllers(deployed):
     """Last: `socle destroy demo` deletes every object; the namespaces go once the namespace controller (in the real
     controller-manager) has emptied them and kwok has finished their pods."""
