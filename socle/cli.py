@@ -590,7 +590,15 @@ def _pulumi(stack: str, action: str, yes: bool) -> None:
         else:
             if not yes and not typer.confirm(f"Destroy stack {st.name} on {target.server}? Protected stateful resources are kept."):
                 raise typer.Exit(1)
-            stack_obj.destroy(on_output=printer)
+            # Protected resources (production's namespaces, stateful sets, claims, storage class) are kept, the
+            # rest removed: what `pulumi destroy --exclude-protected` does. They stay in the state, protected.
+            stack_obj.destroy(on_output=printer, exclude_protected=True)
+            kept = sorted(r["urn"].rsplit("::", 1)[-1] for r in stack_obj.export_stack().deployment.get("resources", [])
+                          if r.get("protect") and str(r.get("type", "")).startswith("kubernetes:"))
+            if kept:
+                err.print(f"socle destroy: {len(kept)} protected Kubernetes object(s) kept with their data: {', '.join(kept)}. "
+                          "They stay in the stack's state; remove their protection in the stack's code to delete "
+                          "them.", markup=False)
     except auto.CommandError as exc:
         # The engine printed the resources it refused and the API server's messages above; the state records what
         # was done, so a re-run after the fix continues from there.

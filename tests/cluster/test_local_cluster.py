@@ -178,3 +178,26 @@ def test_destroy_removes_the_demo_through_the_controllers(deployed):
     assert not left, f"namespaces still there: {left}"
     assert not [sc for sc in kubectl(deployed, "get", "storageclasses")["items"]
                 if sc["metadata"]["name"] == "socle-health-data"]
+
+
+def test_production_deploys_and_destroy_keeps_its_protected_data(cluster):
+    """chu-exemple-prod with the real engine: deployed, then `socle destroy` removes what is not protected and keeps
+    the namespaces, stateful sets, claims and storage class that hold health data (exit 0, the kept objects named).
+    kwok runs no container, so the Secrets it expects (secrets-required.yaml) are not read here."""
+    prod = ROOT / "stacks" / "Pulumi.chu-exemple-prod.yaml"
+    saved = prod.read_bytes()
+    try:
+        run = socle(cluster, "up", "chu-exemple-prod", "--yes")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        run = socle(cluster, "destroy", "chu-exemple-prod", "--yes")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        assert "protected Kubernetes object(s) kept with their data" in run.stderr
+    finally:
+        prod.write_bytes(saved)
+    namespaces = {n["metadata"]["name"] for n in kubectl(cluster, "get", "namespaces")["items"]}
+    assert {"chuex-fhir", "chuex-mss", "chuex-audit"} <= namespaces
+    assert {s["metadata"]["name"] for s in kubectl(cluster, "get", "statefulsets", "-A")["items"]} >= {"postfix", "rsyslog"}
+    claims = kubectl(cluster, "get", "pvc", "-A")["items"]
+    assert {c["metadata"]["namespace"] for c in claims if c["status"]["phase"] == "Bound"} >= {"chuex-mss", "chuex-audit"}
+    assert "socle-health-data" in {sc["metadata"]["name"] for sc in kubectl(cluster, "get", "storageclasses")["items"]}
+    assert not [d for d in kubectl(cluster, "get", "deployments", "-A")["items"] if d["metadata"]["namespace"].startswith("chuex-")]
