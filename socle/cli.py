@@ -543,7 +543,41 @@ def cluster_down() -> None:
         out.print("stopped: " + ", ".join(stopped), markup=False, highlight=False)
 
 
-def _pulumi(stack: str, action: str, yes: bool) -> None:
+# Kinds whose replacement or deletion loses data or its placement: a production `socle up` shows them and stops.
+GUARDED_KINDS = {"kubernetes:apps/v1:StatefulSet": "StatefulSet", "kubernetes:core/v1:PersistentVolumeClaim":
+                 "PersistentVolumeClaim", "kubernetes:storage.k8s.io/v1:StorageClass": "StorageClass",
+                 "kubernetes:core/v1:Namespace": "Namespace"}
+
+
+def _data_loss(stack_obj, printer) -> list[str]:
+    """The stateful objects a preview would replace or delete (Kind/namespace/name)."""
+    from pulumi.automation import OpType
+
+    losing = {OpType.REPLACE, OpType.CREATE_REPLACEMENT, OpType.DELETE, OpType.DELETE_REPLACED}
+    found: set[str] = set()
+
+    def on_event(event) -> None:
+        pre = getattr(event, "resource_pre_event", None)
+        meta = pre.metadata if pre else None
+        if meta is None or meta.op not in losing or meta.type not in GUARDED_KINDS:
+            return
+        state = meta.old or meta.new
+        data = (state.outputs or state.inputs or {}) if state else {}
+        md = data.get("metadata") or {}
+        found.add("/".join(p for p in (GUARDED_KINDS[meta.type], md.get("namespace"), md.get("name")) if p))
+
+    from pulumi.automation import CommandError
+
+    try:
+        stack_obj.preview(on_output=printer, on_event=on_event)
+    except CommandError:
+        # The engine also refuses a protected object's replacement in the preview; its steps were reported first.
+        if not found:
+            raise
+    return sorted(found)
+
+
+def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None = None) -> None:
     from . import engine
 
     st = _load(stack)
@@ -584,6 +618,14 @@ def _pulumi(stack: str, action: str, yes: bool) -> None:
         if action == "preview":
             stack_obj.preview(on_output=printer)
         elif action == "up":
+            if getattr(st.params, "profile", None) == "production":
+                # Data-loss guard: a replaced StatefulSet, claim or storage class means new, empty volumes.
+                at_risk = [o for o in _data_loss(stack_obj, lambda _line: None) if o not in set(allow_replace or [])]
+                if at_risk:
+                    err.print(f"socle up: stack {st.name} is production and this update would replace or delete "
+                              f"{', '.join(at_risk)} (their data with them); nothing was changed. If that is what you "
+                              "want, name each one: " + " ".join(f"--allow-replace {o}" for o in at_risk), markup=False)
+                    raise typer.Exit(EXIT_INVALID)
             if not yes and not typer.confirm(f"Deploy stack {st.name} to {target.server}?"):
                 raise typer.Exit(1)
             stack_obj.up(on_output=printer)
@@ -616,9 +658,13 @@ def preview(stack: str = typer.Argument(...)) -> None:
 
 
 @app.command()
-def up(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
-    """Deploy a stack with Pulumi (Automation API, local file backend)."""
-    _pulumi(stack, "up", yes)
+def up(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y"),
+       allow_replace: Optional[list[str]] = typer.Option(
+           None, "--allow-replace", metavar="KIND/NAMESPACE/NAME",
+           help="Production: let this update replace or delete this stateful object (repeat for each)")) -> None:
+    """Deploy a stack with Pulumi (Automation API). In production, an update that would replace or delete a
+    StatefulSet, claim, storage class or namespace stops first and names them."""
+    _pulumi(stack, "up", yes, allow_replace)
 
 
 @app.command()

@@ -161,6 +161,31 @@ def test_an_unreachable_cluster_is_one_sentence_and_exit_2(deployed, tmp_path):
     assert run.returncode == 2 and "refuses the credentials" in run.stderr, run.stderr
 
 
+def test_a_changed_parameter_rolls_the_pods_without_replacing_the_deployment(deployed):
+    """The gateway's nginx.conf lives in a ConfigMap named by its content: a changed rate limit makes a new one,
+    and the Deployment is updated in place (same uid, a new generation), which rolls its pods."""
+    def gateway() -> dict:
+        return kubectl(deployed, "get", "deployment", "gateway", "-n", "chdemo-gateway")
+
+    before = gateway()
+    config_before = {v["configMap"]["name"] for v in before["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
+    saved = STACK.read_text()
+    try:
+        STACK.write_text(saved.replace("          sensitivity: sensitive\n",
+                                       "          sensitivity: sensitive\n          rate_per_second: 50\n", 1))
+        run = socle(deployed, "up", "demo", "--yes")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    finally:
+        STACK.write_text(saved)
+    after = gateway()
+    config_after = {v["configMap"]["name"] for v in after["spec"]["template"]["spec"]["volumes"] if "configMap" in v}
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]  # updated in place, not replaced
+    assert after["metadata"]["generation"] > before["metadata"]["generation"]
+    assert {n for n in config_after - config_before if n.startswith("gateway-nginx-")}  # a new nginx.conf, by name
+    assert not [c for c in config_before - config_after
+                if any(cm["metadata"]["name"] == c for cm in kubectl(deployed, "get", "configmaps", "-n", "chdemo-gateway")["items"])]
+
+
 def test_destroy_removes_the_demo_through_the_controllers(deployed):
     """Last: `socle destroy demo` deletes every object; the namespaces go once the namespace controller (in the real
     controller-manager) has emptied them and kwok has finished their pods."""
@@ -189,6 +214,16 @@ def test_production_deploys_and_destroy_keeps_its_protected_data(cluster):
     try:
         run = socle(cluster, "up", "chu-exemple-prod", "--yes")
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        # the data-loss guard: a bigger queue volume would replace the relay's StatefulSet (new, empty volumes)
+        uid = kubectl(cluster, "get", "statefulset", "postfix", "-n", "chuex-mss")["metadata"]["uid"]
+        prod.write_text(saved.decode().replace("      replicas: 2\n      hostname: mss.chu-exemple.fr\n",
+                                               "      replicas: 2\n      hostname: mss.chu-exemple.fr\n      queue_size: 10Gi\n", 1))
+        run = socle(cluster, "up", "chu-exemple-prod", "--yes")
+        assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-2000:]
+        assert "would replace or delete StatefulSet/chuex-mss/postfix" in run.stderr
+        assert "--allow-replace StatefulSet/chuex-mss/postfix" in run.stderr
+        assert kubectl(cluster, "get", "statefulset", "postfix", "-n", "chuex-mss")["metadata"]["uid"] == uid
+        prod.write_bytes(saved)
         run = socle(cluster, "destroy", "chu-exemple-prod", "--yes")
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
         assert "protected Kubernetes object(s) kept with their data" in run.stderr
