@@ -22,6 +22,9 @@ TLS13_SUITES = ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_A
 PSC_PRODUCTION_ISSUER = "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet"
 PSC_SANDBOX_HOST = "auth.bas.psc.esante.gouv.fr"
 PSC_SANDBOX_ISSUER = f"https://{PSC_SANDBOX_HOST}/auth/realms/esante-wallet"
+# Every host of the PSC sandbox (BAS): its issuer, its wallet (authorization endpoint) and the legacy issuer host
+# still found in third-party documentation (DOMAIN-SOURCES.md). None may appear in a production stack (PSC-05).
+PSC_SANDBOX_HOSTS = (PSC_SANDBOX_HOST, "wallet.bas.psc.esante.gouv.fr", "auth.bas.esw.esante.gouv.fr")
 PSC_SCOPE = "openid scope_all"
 PSC_ACR = "eidas1"
 

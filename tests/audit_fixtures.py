@@ -512,6 +512,8 @@ CLAIMS: dict[str, list[tuple[str, Fixture]]] = {
     "PSC-05": [
         ("the PSC sandbox never used by a production stack", _failing("PSC-05", r"names the PSC sandbox auth\.bas\.psc")),
         ("the PSC sandbox never used by a production stack", _claim("chu-exemple-prod", "sandbox in an environment variable", _env("Deployment", "hapi-fhir", "hapi-fhir", {"name": "PSC_URL", "value": "https://auth.bas.psc.esante.gouv.fr/"}), ("Deployment", "hapi-fhir"), r"environment names the PSC sandbox")),
+        ("the PSC sandbox never used: its wallet host", _claim("chu-exemple-prod", "sandbox wallet as login URL", _o2("https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet", "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet\"\nlogin_url = \"https://wallet.bas.psc.esante.gouv.fr/auth"), ("ConfigMap", "oauth2-proxy"), r"names the PSC sandbox wallet\.bas\.psc")),
+        ("the PSC sandbox never used: its legacy host", _claim("chu-exemple-prod", "legacy sandbox issuer", _o2("https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet", "https://auth.bas.esw.esante.gouv.fr/auth/realms/esante-wallet"), ("ConfigMap", "oauth2-proxy"), r"names the PSC sandbox auth\.bas\.esw")),
     ],
     "FHIR-01": [
         ("FHIR R4 (4.0.1)", _failing("FHIR-01", r"fhir_version is 'R5', not R4")),

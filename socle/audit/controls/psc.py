@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterator
 from urllib.parse import urlparse
 
-from socle.constants import PSC_ACR, PSC_PRODUCTION_ISSUER, PSC_SANDBOX_HOST
+from socle.constants import PSC_ACR, PSC_PRODUCTION_ISSUER, PSC_SANDBOX_HOST, PSC_SANDBOX_HOSTS
 
 from .. import configs
 from ..evidence import Evidence, dig, meta
@@ -124,16 +124,19 @@ def psc_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 @control("PSC-05", "The PSC sandbox is never used by a production stack", "critical", PSC, ("psc",),
          f"Replace every {PSC_SANDBOX_HOST} reference by the production issuer.")
 def psc_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    def sandbox(text: str) -> list[str]:
+        return [h for h in PSC_SANDBOX_HOSTS if h in text]
+
     for cm in ev.scoped("ConfigMap"):
-        hits = sorted(k for k, v in (cm.get("data") or {}).items() if isinstance(v, str) and PSC_SANDBOX_HOST in v)
+        hits = {k: sandbox(v) for k, v in sorted((cm.get("data") or {}).items()) if isinstance(v, str) and sandbox(v)}
         if not ctx.production:
             if hits:
                 yield not_applicable(cm, f"sandbox in {', '.join(hits)}: allowed outside production ({ctx.profile} profile)")
             continue
-        yield judge(cm, [f"{k} names the PSC sandbox {PSC_SANDBOX_HOST}" for k in hits], "no sandbox reference")
+        yield judge(cm, [f"{k} names the PSC sandbox {', '.join(h)}" for k, h in hits.items()], "no sandbox reference")
     for w in ev.workloads():
         lits = [f"{c.get('name')}:{e.get('name')}" for c in w.containers() for e in c.get("env") or []
-                if PSC_SANDBOX_HOST in str(e.get("value", ""))]
+                if sandbox(str(e.get("value", "")))]
         if lits and ctx.production:
             yield failed(w.obj, f"environment names the PSC sandbox: {', '.join(lits)}")
 
