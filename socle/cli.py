@@ -614,6 +614,20 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
         out.print(line.rstrip("\n"), markup=False, highlight=False)
 
     err.print(f"socle {action}: stack {st.name} on {target.server} (context {target.context})", markup=False)
+    if action == "up":
+        # Never take over someone else's objects: a kit namespace that exists in the cluster but not in this stack's
+        # state belongs to someone else (or to another state). Provider releases before 4.29 would silently adopt it.
+        from .stackfile import stack_namespaces
+
+        ours = {((r.get("outputs") or {}).get("metadata") or {}).get("name")
+                for r in stack_obj.export_stack().deployment.get("resources", [])
+                if r.get("type") == "kubernetes:core/v1:Namespace"}
+        foreign = [n for n in engine.existing_namespaces(target, sorted(stack_namespaces(st.params))) if n not in ours]
+        if foreign:
+            err.print(f"socle up: namespace(s) {', '.join(foreign)} already exist on {target.server} but are not in "
+                      f"stack {st.name}'s state: deploying would take them over. Delete them, or adopt them on purpose "
+                      "with `pulumi import`, then run again; nothing was changed.", markup=False)
+            raise typer.Exit(EXIT_INVALID)
     try:
         if action == "preview":
             stack_obj.preview(on_output=printer)

@@ -44,6 +44,18 @@ class Target:
     kubeconfig: str
 
 
+def existing_namespaces(target: Target, names: list[str], timeout: float = 10.0) -> list[str]:
+    """Which of `names` already exist in the target cluster."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=target.kubeconfig, context=target.context or None)
+    try:
+        present = {n.metadata.name for n in client.CoreV1Api(api_client).list_namespace(_request_timeout=timeout).items}
+    finally:
+        api_client.close()
+    return sorted(n for n in names if n in present)
+
+
 def check_cluster(kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Target:
     """The cluster the Kubernetes provider will use (KUBECONFIG, its current context or `context`) answers and
     accepts the credentials. Raises EngineError."""

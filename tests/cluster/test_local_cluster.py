@@ -49,6 +49,26 @@ def kubectl(env: dict, *args: str) -> dict:
     return json.loads(run.stdout)
 
 
+def test_a_namespace_someone_else_owns_is_never_taken_over(cluster):
+    """First of the module: a kit namespace already exists, made by someone else. `socle up` stops before the
+    engine runs (the provider built here, 4.25, would silently adopt it) and names it; once it is gone, the next
+    `socle up` (the `deployed` fixture) deploys."""
+    import time
+
+    subprocess.run(["kubectl", "create", "namespace", "chdemo-audit"], check=True, capture_output=True, env=cluster)
+    run = socle(cluster, "up", "demo", "--yes")
+    assert run.returncode == 2, run.stdout[-3000:] + run.stderr[-2000:]
+    assert "namespace(s) chdemo-audit already exist" in run.stderr and "nothing was changed" in run.stderr
+    assert {n["metadata"]["name"] for n in kubectl(cluster, "get", "namespaces")["items"]} & \
+        {"chdemo-fhir", "chdemo-gateway", "chdemo-mss"} == set()
+    subprocess.run(["kubectl", "delete", "namespace", "chdemo-audit", "--wait=true", "--timeout=120s"], check=True,
+                   capture_output=True, env=cluster)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(n["metadata"]["name"] == "chdemo-audit"
+                                              for n in kubectl(cluster, "get", "namespaces")["items"]):
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def deployed(cluster):
     run = socle(cluster, "up", "demo", "--yes")
