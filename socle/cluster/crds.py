@@ -7,6 +7,7 @@ these themselves.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -32,7 +33,9 @@ class CrdError(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=None)
 def _module_dir(module: str, version: str) -> Path:
+    """The module's folder in the Go module cache, downloaded once per process (several CRDs share a module)."""
     run = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True)
     try:
         info = json.loads(run.stdout or "{}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import pki as _pki
+from .http import request
 
 # Nodes simulated by kwok: (name, region, zone). The demo and the production example keep health data in fr-par;
 # us-east-1 is outside the EEA, where no stateful pod may be scheduled (HDS-01).
@@ -275,11 +277,11 @@ def up(build_if_needed: bool = True) -> tuple[Layout, bool]:
 
         _say("installing the CRDs the stacks use (Velero, VolumeSnapshotClass)")
         try:
-            crds.install(lambda method, path, body: _request(server, ctx, method, path, body))
+            crds.install(lambda method, path, body: request(server, ctx, method, path, body))
         except crds.CrdError as exc:
             raise ClusterError(str(exc)) from None
         # Velero's install creates its namespace, where the stacks put their schedules and backup location.
-        status, body = _request(server, ctx, "POST", "/api/v1/namespaces",
+        status, body = request(server, ctx, "POST", "/api/v1/namespaces",
                                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "velero"}})
         if status not in (201, 409):
             raise ClusterError(f"namespace velero could not be created: {body.get('message', status)}")
@@ -317,17 +319,6 @@ def kwok_stages() -> str:
     return "\n---\n".join((directory / s).read_text().strip() for s in KWOK_STAGES) + "\n"
 
 
-def _request(server: str, ctx: ssl.SSLContext, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(server + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", "Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:  # noqa: S310 - https on loopback
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def _create_nodes(server: str, ctx: ssl.SSLContext) -> None:
     for name, region, zone in NODES:
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {
@@ -336,13 +327,13 @@ def _create_nodes(server: str, ctx: ssl.SSLContext) -> None:
                        "type": "kwok", "topology.kubernetes.io/region": region, "topology.kubernetes.io/zone": zone}},
             "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}}}
-        status, body = _request(server, ctx, "POST", "/api/v1/nodes", node)
+        status, body = request(server, ctx, "POST", "/api/v1/nodes", node)
         if status not in (201, 409):
             raise ClusterError(f"node {name} could not be created: {body.get('message', status)}")
 
 
 def _nodes_ready(server: str, ctx: ssl.SSLContext) -> bool:
-    status, body = _request(server, ctx, "GET", "/api/v1/nodes")
+    status, body = request(server, ctx, "GET", "/api/v1/nodes")
     if status != 200:
         return False
     ready = {n["metadata"]["name"] for n in body.get("items", [])
@@ -377,14 +368,9 @@ def down(quiet: bool = False) -> list[str]:
                 pass
     if lay.processes.exists():
         lay.processes.unlink()
-    if lay.etcd_data.exists():
-        import shutil
-
-        shutil.rmtree(lay.etcd_data)
-    if (lay.root / "volumes").exists():
-        import shutil
-
-        shutil.rmtree(lay.root / "volumes")
+    for data in (lay.etcd_data, lay.root / "volumes"):
+        if data.exists():
+            shutil.rmtree(data)
     if not quiet and not stopped:
         _say("no local cluster was running")
     return stopped

@@ -12,13 +12,12 @@ Run:  python -m socle.cluster.provisioner --kubeconfig FILE --root DIR
 from __future__ import annotations
 
 import argparse
-import json
 import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from .http import request
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 
@@ -36,14 +35,7 @@ class Api:
 
     def call(self, method: str, path: str, body: dict | None = None,
              content_type: str = "application/json") -> tuple[int, dict]:
-        req = urllib.request.Request(self.server + path, method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as resp:  # noqa: S310 - loopback
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+        return request(self.server, self.ctx, method, path, body, content_type)
 
 
 def _matches(node: dict, topologies: list[dict]) -> bool:
