@@ -31,6 +31,20 @@ RENDER_VERDICTS: dict[str, dict[str, str]] = {
 }
 
 
+# Areas reworked for issue 11 may override a stack's verdicts (tests/fixtures_<area>.py RENDER_VERDICTS).
+for _mod in __import__("tests.audit_fixtures", fromlist=["AREA_MODULES"]).AREA_MODULES:
+    try:
+        _area = __import__(_mod, fromlist=["RENDER_VERDICTS"])
+    except ModuleNotFoundError:
+        continue
+    for _stack, _verdicts in getattr(_area, "RENDER_VERDICTS", {}).items():
+        for _cid, _verdict in _verdicts.items():
+            if _verdict == "pass":
+                RENDER_VERDICTS[_stack].pop(_cid, None)
+            else:
+                RENDER_VERDICTS[_stack][_cid] = _verdict
+
+
 def _on(f: Finding, fixture: Fixture) -> bool:
     kind, name = fixture.expect or ("", "")
     return f.obj.kind == kind and bool(re.fullmatch(rf"{re.escape(name)}(-[0-9a-f]{{10}})?", f.obj.name))

@@ -450,7 +450,7 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
             out.append(("organisation.short_name", f"namespace '{name}' would be {len(name)} characters; Kubernetes names "
                         f"are at most 63 (short_name at most {63 - len(max(BLOCKS, key=len)) - 1})"))
             break
-    for field_name in ("gateway", "oauth2_proxy", "fhir", "postgres", "relay", "syslog", "tools"):
+    for field_name in (f for f in Images.model_fields if f != "allowed_registries"):
         ref = getattr(p.images, field_name)
         if image_registry(ref) not in p.images.allowed_registries:
             out.append((f"images.{field_name}", f"K8S-05: registry {image_registry(ref)} is not in images.allowed_registries"))
