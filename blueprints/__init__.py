@@ -19,6 +19,8 @@ class Blueprint:
     stack_template: str  # jinja2 template (package resource) used by `socle new`
     component_args: Callable[[Any], dict[str, BaseModel]]  # validated args of the configured components, by block
     config_files: Callable[[Any], dict[str, str]]  # every configuration file the pods read, checked for its grammar
+    # (key path, message) for valid values a recommendation advises against: printed by `socle validate`, never refused
+    advisories: Callable[[Any], list[tuple[str, str]]] = lambda params: []
 
     @property
     def major(self) -> str:

@@ -16,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from socle.constants import CERT_EXPIRY_ALERT_DAYS
+
 from .common import child
 
 VALIDITY_HOURS_CA = 24 * 365 * 3
@@ -112,7 +114,7 @@ class DemoPki(pulumi.ComponentResource):
                 ca_private_key_pem=ca_key.private_key_pem,
                 ca_cert_pem=ca_cert.cert_pem,
                 validity_period_hours=VALIDITY_HOURS_LEAF,
-                early_renewal_hours=24 * 30,  # PKI-03: renewed 30 days before expiry
+                early_renewal_hours=24 * CERT_EXPIRY_ALERT_DAYS,  # PKI-03: renewed when ANS would warn
                 allowed_uses=uses,
                 opts=child(self),
             )

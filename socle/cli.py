@@ -55,6 +55,8 @@ def validate(stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<n
     """Validate a stack file: exit 0 when valid, 2 with every problem listed when not."""
     st = _load(stack)
     bp = st.blueprint
+    for advice in st.advisories:
+        err.print(f"warning: {advice}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"{st.file}: valid ({bp.name} {bp.version}, profile {getattr(st.params, 'profile', '?')})")
 
 

@@ -47,8 +47,15 @@ EEA_COUNTRIES = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
 )
 
-RETENTION_FLOOR_DAYS = 183  # TRACE-01 / MSS-07
+# PKI-03: ANS warns 60 days before an IGC-Santé certificate expires, and renews only a certificate still valid
+# (industriels FAQ, IGC-Santé): alert, and renew the demo PKI's certificates, that many days before.
+CERT_EXPIRY_ALERT_DAYS = 60
+
+# TRACE-01 / MSS-07: CSP R.6113-9-2 keeps traces of access to patient data six months (the floor); the CNIL's
+# logging recommendation (2021) is six months to one year, longer only with a documented justification.
+RETENTION_FLOOR_DAYS = 183
 RETENTION_DEFAULT_DAYS = 365
+RETENTION_CNIL_CEILING_DAYS = 365
 HSTS_MIN_MAX_AGE = 31536000  # TLS-03
 
 # What an audit reads from a live cluster, one LIST per kind: (API group, version, plural, kind, namespaced).

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 from socle.audit import configs
 from socle.audit.controls._common import OLD_TLS, POSTFIX_PROTOCOL_KEYS, postfix_cipher_problems, postfix_protocol_problems
-from socle.constants import MSS_TLS12_SUITES, TLS12_AEAD_SUITES
+from socle.constants import CERT_EXPIRY_ALERT_DAYS, MSS_TLS12_SUITES, TLS12_AEAD_SUITES
 
 
 
@@ -126,7 +126,8 @@ def postgres(host: Any, socket_dir: str, port: int) -> list[HostCheck]:
 
 # --- certificates and key files --------------------------------------------------------------------------
 
-def certificates(host: Any, paths: list[str], today: "dt.date | None" = None, alert_days: int = 30) -> list[HostCheck]:
+def certificates(host: Any, paths: list[str], today: "dt.date | None" = None,
+                 alert_days: int = CERT_EXPIRY_ALERT_DAYS) -> list[HostCheck]:
     """PKI-03 expiry and PKI-04 key size / signature of mounted certificates, read with `cat` and parsed here
     (no openssl needed in the image)."""
     import datetime as dt

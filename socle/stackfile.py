@@ -48,6 +48,12 @@ class Stack:
     config: dict[str, Any]  # the raw `config:` mapping of the stack file
     audit: Any = None  # socle.audit.config.AuditConfig: waivers and manual evidence references
 
+    @property
+    def advisories(self) -> list[Problem]:
+        """Valid values a recommendation advises against (the blueprint's `advisories`), as `file:key: message`."""
+        return [Problem(self.file, f"config.{CONFIG_NS}:params.{path}", message)
+                for path, message in self.blueprint.advisories(self.params)]
+
 
 def project_root() -> Path:
     """The directory holding Pulumi.yaml: the current directory or a parent, else the kit's own checkout."""

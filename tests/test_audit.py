@@ -33,7 +33,7 @@ def evidence(objs: list[dict], stack: str) -> tuple[Evidence, runner.Context]:
 
 
 def test_catalogue_covers_every_requirement_of_the_catalogue_document():
-    doc = (ROOT / "docs" / "REQUIREMENTS.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "REQUIREMENTS.md").read_text(encoding="utf-8").split("## Basis of each requirement")[0]
     ids = re.findall(r"^\| ([A-Z0-9]+-[0-9]{2}) \|", doc, re.M)
     assert sorted(ids) == sorted(c.id for c in catalogue())
     assert [c.id for c in catalogue()] == ids  # same order as the document

@@ -27,7 +27,7 @@ def test_new_lists_every_parameter_and_validates_once_filled(tmp_path):
     assert result.returncode == 0, result.stderr
     path = root / "stacks" / "Pulumi.ch-nord.yaml"
     text = path.read_text()
-    assert "retention_days: 365  # TRACE-01/MSS-07, floor 183" in text
+    assert "retention_days: 365  # TRACE-01/MSS-07: days the audit records are kept; at least 183 in production (CSP R.6113-9-2)" in text
     assert "min_version: TLSv1.2" in text
     # Unfilled: every REQUIRED value is reported, nothing else.
     result = socle("validate", "ch-nord", cwd=root)

@@ -28,7 +28,7 @@ from components.storage import (
 from components.zone import Zone, ZoneArgs
 from socle import __version__ as KIT_VERSION
 
-from .model import VERSION, Params, production_refusals
+from .model import VERSION, Params, advisories, production_refusals
 
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 INTERNET = ("0.0.0.0/0",)
@@ -260,6 +260,7 @@ BLUEPRINT = Blueprint(
     model=Params,
     build=build,
     refusals=production_refusals,
+    advisories=advisories,
     stack_template="blueprints/etablissement/stack.yaml.j2",
     component_args=component_args,
     config_files=config_files,

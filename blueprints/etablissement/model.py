@@ -20,6 +20,7 @@ from socle.constants import (
     PSC_PRODUCTION_ISSUER,
     PSC_SANDBOX_HOST,
     PSC_SANDBOX_ISSUER,
+    RETENTION_CNIL_CEILING_DAYS,
     RETENTION_DEFAULT_DAYS,
     RETENTION_FLOOR_DAYS,
 )
@@ -177,7 +178,9 @@ class Strict(BaseModel):
 
 class Organisation(Strict):
     name: Text = Field(description="Legal name of the établissement")
-    finess: str = Field(pattern=r"^[0-9]{9}$", description="FINESS juridique or géographique number")
+    finess: str = Field(pattern=r"^(?:[0-9]{2}|2A|2B)[0-9]{7}$",
+                        description="FINESS juridique or géographique number: 9 characters, the first two the "
+                                    "département (2A or 2B in Corsica)")
     short_name: DnsLabel = Field(description="Prefix of every namespace and object name (`<short_name>-gateway` must fit in 63 characters)")
     owner_group: Text = Field(default="dsi", description="Group that owns the platform")
 
@@ -386,7 +389,11 @@ class Relay(Strict):
 
 
 class AuditLog(Strict):
-    retention_days: int = Field(default=RETENTION_DEFAULT_DAYS, ge=1, le=36600, description="TRACE-01/MSS-07, floor 183")
+    retention_days: int = Field(
+        default=RETENTION_DEFAULT_DAYS, ge=1, le=36600,
+        description=f"TRACE-01/MSS-07: days the audit records are kept; at least {RETENTION_FLOOR_DAYS} in production "
+                    f"(CSP R.6113-9-2); above {RETENTION_CNIL_CEILING_DAYS} the CNIL asks for a documented "
+                    "justification (`socle validate` warns)")
     storage_size: Size = "50Gi"
 
 
@@ -515,4 +522,13 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
                 out.append((f"storage.ceph_rbd.{key}", "HDS-04: required by the ceph-rbd profile"))
     if p.hosting.provider_profile == "generic-csi" and p.storage.generic_csi.provisioner.endswith((".invalid", ".test", ".example")):
         out.append(("storage.generic_csi.provisioner", "HDS-04: name the real CSI driver of the cluster"))
+    return out
+
+def advisories(p: Params) -> list[tuple[str, str]]:
+    """(key path, message) for valid values that a recommendation advises against: printed, never refused."""
+    out: list[tuple[str, str]] = []
+    if p.audit.retention_days > RETENTION_CNIL_CEILING_DAYS:
+        out.append(("audit.retention_days", f"TRACE-01: records kept {p.audit.retention_days} days; the CNIL recommends "
+                    f"six months to one year ({RETENTION_CNIL_CEILING_DAYS} days) and longer only with a documented "
+                    "justification: keep it with the audit evidence"))
     return out

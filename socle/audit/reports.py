@@ -29,6 +29,7 @@ from markupsafe import Markup
 from . import model as _model
 from . import runner as _runner
 from .controls import SOURCES
+from .requirements import REQUIREMENTS
 from .evidence import Evidence, meta
 from .i18n import DEFAULT_LANG, Catalogue, I18nError, load
 from .model import FAMILIES, FRAMEWORKS, ControlResult, Finding
@@ -244,6 +245,17 @@ def _finding(f: Finding, ev: Evidence | None, waiver: str | None = None) -> dict
     return out
 
 
+BASIS_LABELS = {"regulatory": "basis_regulatory", "guidance": "basis_guidance", "design": "basis_design"}
+
+
+def _basis(rid: str, cat: Catalogue) -> dict[str, Any]:
+    """What the requirement rests on (socle/audit/requirements.py): binding text, guidance or the kit's design, the
+    source cited, the confidence, and the values that are the kit's own choice."""
+    r = REQUIREMENTS[rid]
+    return {"kind": r.basis, "label": cat.label(BASIS_LABELS[r.basis]), "confidence": r.confidence, "source": r.source,
+            "design_values": list(r.design_values)}
+
+
 def _control(r: ControlResult, ev: Evidence | None, cat: Catalogue) -> dict[str, Any]:
     c = r.control
     findings = [_finding(f, ev) for f in r.findings] + [_finding(f, ev, w) for f, w in r.waived]
@@ -256,6 +268,7 @@ def _control(r: ControlResult, ev: Evidence | None, cat: Catalogue) -> dict[str,
         "severity": c.severity,
         "frameworks": [_or(cat.framework, f, FRAMEWORKS[f]) for f in c.frameworks],
         "sources": [_or(cat.source, s, SOURCES[s]) for s in c.sources],
+        "basis": _basis(c.id, cat),
         "remediation": _or(cat.remediation, c.id, c.remediation),
         "status": r.status,
         "manual": c.manual,
@@ -482,6 +495,10 @@ def to_markdown(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT
         lines += ["", f"### {c['id']}", "", f"**{_md(c['title'])}** — {S(c['status'])} ({V(c['severity'])})", ""]
         lines.append(f"- {L('frameworks')}: {', '.join(c['frameworks'])}")
         lines.append(f"- {L('sources')}: {'; '.join(c['sources'])}")
+        b = c["basis"]
+        lines.append(f"- {L('basis')}: {b['label']} ({L('confidence')} {b['confidence']}) — {_md(b['source'])}")
+        if b["design_values"]:
+            lines.append(f"- {L('design_values')}: {_md('; '.join(b['design_values']))}")
         lines.append(f"- {L('remediation')}: {c['remediation']}")
         if c["manual_evidence"]:
             lines.append(f"- {L('manual_evidence')}: {c['manual_evidence']}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
-from socle.constants import ANN_ROUTES, RETENTION_FLOOR_DAYS
+from socle.constants import ANN_ROUTES, RETENTION_CNIL_CEILING_DAYS, RETENTION_FLOOR_DAYS
 
 from .. import configs
 from ..evidence import ConfigFile, Evidence, Workload, annotations, dig, meta, running
@@ -330,5 +330,9 @@ def retention(ev: Evidence) -> Iterator[Finding]:
             yield failed(f.obj, "RETENTION_DAYS not set in seal.sh", "seal.sh")
             continue
         days = int(m.group(1))
-        yield judge(f.obj, [f"records kept {days} days, below the floor of {RETENTION_FLOOR_DAYS}"] if days < RETENTION_FLOOR_DAYS else [],
-                    f"records kept {days} days (floor {RETENTION_FLOOR_DAYS})", "seal.sh")
+        ok = f"records kept {days} days (floor {RETENTION_FLOOR_DAYS}, CSP R.6113-9-2)"
+        if days > RETENTION_CNIL_CEILING_DAYS:  # met, but the CNIL asks for a justification beyond one year
+            ok += (f"; above the CNIL's recommended one year ({RETENTION_CNIL_CEILING_DAYS} days): the justification "
+                   "must be documented")
+        yield judge(f.obj, [f"records kept {days} days, below the floor of {RETENTION_FLOOR_DAYS} (CSP R.6113-9-2)"]
+                    if days < RETENTION_FLOOR_DAYS else [], ok, "seal.sh")

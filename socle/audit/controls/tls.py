@@ -292,9 +292,9 @@ def pki_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(main_cf_files(ev), postfix)
 
 
-manual("PKI-03", "Server and structure certificates valid and not about to expire (alert 30 days before)", "high",
+manual("PKI-03", "Server and structure certificates valid and not about to expire (alert 60 days before)", "high",
        ("pgssi-s",), ("ci-sis-transport",),
-       "Renew certificates that expire within 30 days; record the certificate inventory with expiry dates.",
+       "Renew certificates that expire within 60 days (ANS warns 60 days before an IGC-Santé certificate expires and renews only a valid one); record the certificate inventory with expiry dates.",
        "Certificates live in Secrets, which the audit does not read: record the certificate inventory (subject, "
        "expiry) or run the live host checks (`pytest tests/infra --evidence live`), which read the mounted certificates.")
 manual("PKI-04", "RSA keys ≥ 2048 bits (or EC P-256+), signatures SHA-256 or stronger", "medium", ("pgssi-s", "anssi-tls"),
