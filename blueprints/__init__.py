@@ -21,6 +21,8 @@ class Blueprint:
     config_files: Callable[[Any], dict[str, str]]  # every configuration file the pods read, checked for its grammar
     # (key path, message) for valid values a recommendation advises against: printed by `socle validate`, never refused
     advisories: Callable[[Any], list[tuple[str, str]]] = lambda params: []
+    # stack outputs (`pulumi stack output`, StackReference): endpoints, namespaces, roles; never a secret
+    outputs: Callable[[Any], dict[str, Any]] = lambda params: {}
 
     @property
     def major(self) -> str:

@@ -579,43 +579,89 @@ def _data_loss(stack_obj, printer) -> list[str]:
     return sorted(found)
 
 
-def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None = None) -> None:
+def _config_value(text: str):
+    """A value of `pulumi config --json`: objects and lists come as JSON text."""
+    import json
+
+    if text[:1] in "{[":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _target(st, action: str):
+    """The cluster the stack deploys to, checked (one sentence and exit 2 when it does not answer)."""
     from . import engine
 
-    st = _load(stack)
+    try:
+        return engine.check_cluster(context=(st.config.get("kubernetes:context") if isinstance(st.config, dict) else None))
+    except engine.EngineError as exc:
+        err.print(f"socle {action}: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None = None) -> None:
+    from . import engine
+    from .safeyaml import load_stack_file
+    from .stackfile import environments
+
+    name, file = resolve(stack)
+    try:
+        st = load(stack)
+    except StackError as exc:
+        # A stack importing ESC environments may take values from them: only the engine can open them (below).
+        try:
+            doc = load_stack_file(file, display(file)) if file.is_file() else None
+        except StackError:
+            doc = None
+        if not environments(doc):
+            _fail_stack(exc)
+        st = None
+    else:
+        doc = {"secretsprovider": st.secretsprovider}
     path = engine.program_path()
     missing = engine.missing_programs(path)
     if missing:
         err.print(f"socle {action}: {', '.join(missing)} not found on PATH: install the Pulumi CLI and its plugins "
                   "(https://www.pulumi.com/docs/install/), or build them here with `socle cluster build`.", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    if "PULUMI_CONFIG_PASSPHRASE" not in os.environ and "PULUMI_CONFIG_PASSPHRASE_FILE" not in os.environ:
-        err.print("Set PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE): it protects the secrets in the local state.")
+    root = project_root()
+    be = engine.backend(root)
+    problem = engine.secrets_problem(engine.secrets_provider(doc, be))
+    if problem:
+        err.print(f"socle {action}: {problem}.", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    try:
-        target = engine.check_cluster(context=(st.config.get("kubernetes:context") if isinstance(st.config, dict) else None))
-    except engine.EngineError as exc:
-        err.print(f"socle {action}: {exc}", markup=False)
-        raise typer.Exit(EXIT_INVALID) from None
+    target = _target(st, action) if st is not None else None  # before any stack is created in the backend
     from pulumi import automation as auto
 
-    root = project_root()
-    backend = os.environ.get("PULUMI_BACKEND_URL")
-    if not backend:  # the project's local file backend, unless the user chose one
-        state = root / ".pulumi-state"
-        state.mkdir(exist_ok=True)
-        backend = f"file://{state}"
-    env = {"PULUMI_BACKEND_URL": backend, "PATH": path, **engine.QUIET_ENV,
+    if be.default:  # nobody chose a backend: the project's local file backend
+        (root / ".pulumi-state").mkdir(exist_ok=True)
+    env = {"PULUMI_BACKEND_URL": be.url, "PATH": path, **engine.QUIET_ENV,
            # the language host runs the program with this interpreter (the one socle runs in, which has the SDK)
            "PULUMI_PYTHON_CMD": os.environ.get("PULUMI_PYTHON_CMD", sys.executable)}
     os.environ["PATH"] = path  # the Automation API finds the `pulumi` it runs on this process's PATH
     ws = auto.LocalWorkspace(work_dir=str(root), env_vars=env)
-    stack_obj = auto.Stack.create_or_select(st.name, ws)
+    stack_obj = auto.Stack.create_or_select(name, ws)
+    if st is None:  # the engine opens the stack's ESC environments (`pulumi config`), then socle validates the result
+        try:
+            resolved = {k: _config_value(v.value) for k, v in stack_obj.get_all_config().items()}
+        except auto.CommandError as exc:
+            err.print(f"socle {action}: the Pulumi engine could not resolve the stack's configuration (its ESC "
+                      f"environments): {str(exc).strip().splitlines()[-1][:300]}", markup=False)
+            raise typer.Exit(EXIT_INVALID) from None
+        try:
+            st = load(stack, resolved=resolved)
+        except StackError as exc:
+            _fail_stack(exc)
+        target = _target(st, action)
 
     def printer(line: str) -> None:
         out.print(line.rstrip("\n"), markup=False, highlight=False)
 
-    err.print(f"socle {action}: stack {st.name} on {target.server} (context {target.context})", markup=False)
+    err.print(f"socle {action}: stack {st.name} on {target.server} (context {target.context}); state in {be.url} "
+              f"({be.origin})", markup=False)
     if action == "up":
         # Never take over someone else's objects: a kit namespace that exists in the cluster but not in this stack's
         # state belongs to someone else (or to another state). Provider releases before 4.29 would silently adopt it.
@@ -633,6 +679,10 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
     try:
         if action == "preview":
             stack_obj.preview(on_output=printer)
+        elif action == "refresh":
+            if not yes and not typer.confirm(f"Refresh stack {st.name}'s state from {target.server}?"):
+                raise typer.Exit(1)
+            stack_obj.refresh(on_output=printer)
         elif action == "up":
             if getattr(st.params, "profile", None) == "production":
                 # Data-loss guard: a replaced StatefulSet, claim or storage class means new, empty volumes.
@@ -669,8 +719,15 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
 
 @app.command()
 def preview(stack: str = typer.Argument(...)) -> None:
-    """`pulumi preview` of a stack through the Automation API (local file backend)."""
+    """`pulumi preview` of a stack through the Automation API, on the state backend Pulumi would use."""
     _pulumi(stack, "preview", True)
+
+
+@app.command()
+def refresh(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+    """`pulumi refresh`: read the stack's objects back from the cluster into its state (nothing is changed in the
+    cluster)."""
+    _pulumi(stack, "refresh", yes)
 
 
 @app.command()

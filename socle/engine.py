@@ -93,3 +93,76 @@ def check_cluster(kubeconfig: str | None = None, context: str | None = None, tim
     finally:
         api_client.close()
     return Target(server=server, context=name or "", kubeconfig=first)
+
+
+# --- where the state lives and what protects its secrets: Pulumi's own conventions ----------------------------------
+
+CLOUD_BACKENDS = ("https://api.pulumi.com", "https://app.pulumi.com")
+PASSPHRASE_VARIABLES = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+
+
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    origin: str  # where the choice came from, said in socle's first line
+    default: bool = False  # socle's default: nobody chose a backend
+
+
+def _pulumi_home() -> Path:
+    return Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+
+
+def backend(root: Path) -> Backend:
+    """The state backend as the Pulumi CLI would choose it: PULUMI_BACKEND_URL, else the project's `backend.url`
+    (Pulumi.yaml), else the account of `pulumi login`; the project's local file backend (.pulumi-state) only when
+    none of them is set. A relative `file://` URL of Pulumi.yaml is made absolute (the CLI reads it from the project
+    directory; socle runs from anywhere)."""
+    import json
+
+    import yaml
+
+    url = os.environ.get("PULUMI_BACKEND_URL", "").strip()
+    if url:
+        return Backend(url, "PULUMI_BACKEND_URL")
+    try:
+        project = yaml.safe_load((root / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        project = {}
+    url = str(((project.get("backend") or {}) if isinstance(project, dict) else {}).get("url") or "").strip()
+    if url:
+        if url.startswith("file://") and not url.startswith("file:///"):
+            rel = url[len("file://"):]
+            url = "file://" + str((root / rel).resolve()) if not rel.startswith("~") else url
+        return Backend(url, "Pulumi.yaml backend.url")
+    try:
+        creds = json.loads((_pulumi_home() / "credentials.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        creds = {}
+    url = str(creds.get("current") or "").strip() if isinstance(creds, dict) else ""
+    if url:
+        return Backend(url, "pulumi login")
+    return Backend(f"file://{root / '.pulumi-state'}", "socle's default (no backend chosen)", default=True)
+
+
+def secrets_provider(stack_doc: dict, be: Backend) -> str:
+    """The stack's secrets provider as Pulumi reads it: the stack file's `secretsprovider`, else the passphrase
+    for a self-managed backend and Pulumi Cloud's own provider for Pulumi Cloud."""
+    declared = str(stack_doc.get("secretsprovider") or "").strip()
+    if declared:
+        return declared
+    return "default" if be.url.rstrip("/") in CLOUD_BACKENDS else "passphrase"
+
+
+def secrets_problem(provider: str, env: dict[str, str] | None = None) -> str | None:
+    """One sentence when the secrets provider cannot work as things are; None when it can (or when only the
+    engine can tell: a KMS or Vault URL is checked by the engine with the provider's own credentials)."""
+    env = os.environ if env is None else env
+    if provider == "passphrase" and not any(env.get(v) for v in PASSPHRASE_VARIABLES):
+        return ("the stack's secrets are protected by a passphrase (no `secretsprovider` in its stack file): set "
+                "PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, or give the stack a KMS provider with "
+                "`pulumi stack change-secrets-provider`")
+    known = ("passphrase", "default", "awskms://", "azurekeyvault://", "gcpkms://", "hashivault://")
+    if not provider.startswith(known):
+        return (f"unknown secrets provider {provider!r} in the stack file (Pulumi knows passphrase, default, awskms://, "
+                "azurekeyvault://, gcpkms:// and hashivault://)")
+    return None

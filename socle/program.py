@@ -8,7 +8,7 @@ import json
 
 import pulumi
 
-from .stackfile import CONFIG_NS, StackError, project_root, validate_config
+from .stackfile import CONFIG_NS, SECRET_REFUSED, StackError, project_root, secure_paths, validate_config
 
 
 def check_stack_file(stack_file: str) -> None:
@@ -21,9 +21,15 @@ def check_stack_file(stack_file: str) -> None:
     if not path.is_file():
         return
     try:
-        load_stack_file(path, stack_file)
+        doc = load_stack_file(path, stack_file)
     except StackError as exc:
         raise pulumi.RunError("invalid stack file:\n" + "\n".join(str(p) for p in exc.problems)) from None
+    # The engine hands the program decrypted values: a secret the stack file encrypted is refused where the kit
+    # would write it in clear (the same rule `socle validate` applies to the file).
+    params = ((doc.get("config") or {}) if isinstance(doc, dict) else {}).get(f"{CONFIG_NS}:params")
+    refused = [f"{stack_file}:config.{CONFIG_NS}:params.{p}: {SECRET_REFUSED}" for p in secure_paths(params)]
+    if refused:
+        raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(refused))
 
 
 def run() -> None:
@@ -50,3 +56,9 @@ def run() -> None:
         bp.build(model)
     except GrammarError as exc:  # a file or object the validation could not foresee: one sentence, no traceback
         raise pulumi.RunError(f"invalid stack configuration: {stack_file}: {exc}") from None
+    from . import __version__
+
+    pulumi.export("kitVersion", __version__)
+    pulumi.export("blueprint", {"name": bp.name, "version": bp.version})
+    for key, value in bp.outputs(model).items():
+        pulumi.export(key, value)

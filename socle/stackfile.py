@@ -12,8 +12,19 @@ from blueprints import Blueprint, registry
 
 CONFIG_NS = "socle"
 KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit"}
-# Other config namespaces a stack may carry (provider settings read by Pulumi itself).
-FOREIGN_NAMESPACES = {"kubernetes", "pulumi", "random", "tls"}
+# The providers the kit's program uses, with the configuration keys each one reads (from its schema: the
+# pulumi-kubernetes provider's `config.variables`; random and tls read none): a key of one of these namespaces that
+# the provider does not know is a typo the provider would silently ignore. Other namespaces (`pulumi:`, or a
+# provider the stack's owner uses for their own resources, such as `aws:` or `scaleway:`) are passed through as
+# Pulumi passes them.
+PROVIDER_KEYS: dict[str, frozenset[str]] = {
+    "kubernetes": frozenset({
+        "cluster", "clusterIdentifier", "context", "deleteUnreachable", "enableConfigMapMutable", "enableReplaceCRD",
+        "enableSecretMutable", "enableServerSideApply", "kubeconfig", "namespace", "renderYamlToDirectory",
+        "skipUpdateUnreachable", "strictMode", "suppressDeprecationWarnings", "suppressHelmHookWarnings"}),
+    "random": frozenset(),
+    "tls": frozenset(),
+}
 TOP_LEVEL_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey", "environment"}
 
 
@@ -47,6 +58,8 @@ class Stack:
     params: BaseModel
     config: dict[str, Any]  # the raw `config:` mapping of the stack file
     audit: Any = None  # socle.audit.config.AuditConfig: waivers and manual evidence references
+    secretsprovider: str = ""  # the stack file's `secretsprovider` ("" = Pulumi's default for its backend)
+    environments: tuple[str, ...] = ()  # ESC environments the stack file imports (`environment:`)
 
     @property
     def advisories(self) -> list[Problem]:
@@ -112,6 +125,22 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
+def secure_paths(tree: Any, path: str = "") -> list[str]:
+    """Key paths of the values encrypted by `pulumi config set --secret [--path]` (`{secure: v1:...}`)."""
+    if isinstance(tree, dict):
+        if set(tree) == {"secure"} and isinstance(tree["secure"], str):
+            return [path]
+        return [p for k, v in tree.items() for p in secure_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(tree, list):
+        return [p for i, v in enumerate(tree) for p in secure_paths(v, f"{path}[{i}]")]
+    return []
+
+
+SECRET_REFUSED = ("holds an encrypted value (`pulumi config set --secret`), but this key takes no secret: its value is "
+                  "written in clear into a configuration file or an object. Keep the secret in a Kubernetes Secret and "
+                  "give its name here")
+
+
 def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem]]:
     """The optional `socle:audit` section (waivers, manual evidence); every problem with its key path."""
     from .audit.config import AuditConfig, reference_problems
@@ -150,8 +179,10 @@ def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel
             continue
         if ns == CONFIG_NS or ns is None:
             add(f"config.{key}", f"unknown key (expected one of {', '.join(sorted(KNOWN_KEYS))})")
-        elif ns not in FOREIGN_NAMESPACES:
-            add(f"config.{key}", f"unknown configuration namespace '{ns}'")
+        elif ns in PROVIDER_KEYS and str(key).split(":", 1)[1].split(".", 1)[0] not in PROVIDER_KEYS[ns]:
+            known = PROVIDER_KEYS[ns]
+            add(f"config.{key}", f"the {ns} provider reads no such key, so it would be ignored"
+                + (f" (its keys: {', '.join(sorted(known))})" if known else f" (the {ns} provider reads no configuration)"))
     blueprints = registry()
     name = config.get(f"{CONFIG_NS}:blueprint")
     bp = None
@@ -176,12 +207,19 @@ def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel
         return bp, None, problems
 
     prefix = f"config.{CONFIG_NS}:params"
+    encrypted = secure_paths(params_raw)
+    for path in encrypted:
+        add(f"{prefix}.{path}", SECRET_REFUSED)
     try:
         params = bp.model.model_validate_json(json.dumps(params_raw, default=str))
     except ValidationError as exc:
         for err in exc.errors():
             loc = _loc(tuple(err["loc"]))
+            if loc in encrypted or any(loc.startswith(f"{e}.") for e in encrypted):
+                continue  # said above
             add(f"{prefix}.{loc}" if loc else prefix, _message(err))
+        return bp, None, problems
+    if encrypted:
         return bp, None, problems
     for path, message in bp.refusals(params):
         add(f"{prefix}.{path}", message)
@@ -233,8 +271,27 @@ def value_paths(tree: Any, values: tuple[str, ...] | list[str]) -> list[str]:
     return risky or [p for p, _ in parts]
 
 
-def load(stack: str) -> Stack:
-    """Load and validate a stack; raises StackError with every problem found."""
+def environments(doc: Any) -> tuple[str, ...]:
+    """The ESC environments a stack file imports: `environment: [org/env, ...]` or `environment: {imports: [...]}`."""
+    env = doc.get("environment") if isinstance(doc, dict) else None
+    if isinstance(env, dict):
+        env = env.get("imports")
+    if isinstance(env, str):
+        env = [env]
+    return tuple(str(e) for e in env) if isinstance(env, list) else ()
+
+
+def _resolved(config: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    """The stack file's configuration over the values the engine resolved (ESC environments): the stack file's own
+    value wins, as in Pulumi."""
+    merged = dict(resolved)
+    merged.update(config)
+    return merged
+
+
+def load(stack: str, resolved: dict[str, Any] | None = None) -> Stack:
+    """Load and validate a stack; raises StackError with every problem found. `resolved`: configuration the Pulumi
+    engine resolved for the stack (its ESC environments), under the stack file's own values."""
     name, path = resolve(stack)
     shown = display(path)
     if not path.is_file():
@@ -246,18 +303,30 @@ def load(stack: str) -> Stack:
     if not isinstance(doc, dict):
         raise StackError([Problem(shown, "-", "a stack file is a mapping with a `config:` key")])
     problems = [Problem(shown, str(k), "unknown top-level key") for k in sorted(doc, key=str) if k not in TOP_LEVEL_KEYS]
+    envs = environments(doc)
     if "config" not in doc:
-        problems.append(Problem(shown, "config", "required value missing"))
-        raise StackError(problems)
-    bp, params, more = validate_config(doc["config"], shown)
+        if not envs:
+            problems.append(Problem(shown, "config", "required value missing"))
+            raise StackError(problems)
+        doc["config"] = {}
+    config = doc["config"]
+    if resolved and isinstance(config, dict):
+        config = _resolved(config, resolved)
+    bp, params, more = validate_config(config, shown)
+    if envs and not resolved:
+        # Offline, ESC environments cannot be opened: a value the stack file lacks may come from one of them.
+        more = [Problem(p.file, p.path, f"not in the stack file: ESC environment(s) {', '.join(envs)} may set it, "
+                        "which socle cannot read offline (`socle preview` resolves them through the Pulumi engine)")
+                if p.message.startswith("required value missing") else p for p in more]
     problems += more
-    audit, more = validate_audit(doc["config"], shown) if isinstance(doc["config"], dict) else (None, [])
+    audit, more = validate_audit(config, shown) if isinstance(config, dict) else (None, [])
     problems += more
     if problems or bp is None or params is None:
         raise StackError(problems)
     if audit is not None:
         audit.with_namespaces(stack_namespaces(params)).with_base_dir(path.resolve().parent)
-    return Stack(name=name, file=shown, blueprint=bp, params=params, config=doc["config"], audit=audit)
+    return Stack(name=name, file=shown, blueprint=bp, params=params, config=config, audit=audit,
+                 secretsprovider=str(doc.get("secretsprovider") or ""), environments=envs)
 
 
 def stack_namespaces(params: BaseModel) -> dict[str, str]:

@@ -29,6 +29,7 @@ from components.zone import Zone, ZoneArgs
 from socle import __version__ as KIT_VERSION
 
 from .model import VERSION, Params, advisories, production_refusals
+from .outputs import outputs
 
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 INTERNET = ("0.0.0.0/0",)
@@ -261,6 +262,7 @@ BLUEPRINT = Blueprint(
     build=build,
     refusals=production_refusals,
     advisories=advisories,
+    outputs=outputs,
     stack_template="blueprints/etablissement/stack.yaml.j2",
     component_args=component_args,
     config_files=config_files,

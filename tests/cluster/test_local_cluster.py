@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,74 @@ def test_a_second_preview_finds_nothing_to_change(deployed):
     assert run.returncode == 0, run.stderr[-2000:]
     summary = run.stdout[run.stdout.rindex("Resources:"):]
     assert "unchanged" in summary and not any(w in summary for w in ("to create", "to update", "to delete", "to replace"))
+
+
+def pulumi(env: dict, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    from socle import engine
+
+    return subprocess.run(["pulumi", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env=dict(env, PATH=engine.program_path(), PULUMI_PYTHON_CMD=sys.executable, **engine.QUIET_ENV))
+
+
+def test_stack_outputs_are_read_by_pulumi_and_by_another_programs_stack_reference(deployed, tmp_path):
+    """The state lives outside the repository (a file backend in a temporary directory); `pulumi stack output`
+    shows the kit's outputs, and a second Pulumi program reads them through a StackReference."""
+    run = pulumi(deployed, "stack", "output", "--json", "--stack", "demo")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["gatewayHosts"] == {"fhir": "fhir.chdemo.test"} and out["relayHost"] == "mss.chdemo.test"
+    assert out["namespaces"]["fhir"] == "chdemo-fhir" and out["auditorRole"] == "socle-auditor"
+    assert out["auditLogEndpoint"] == "rsyslog.chdemo-audit.svc.cluster.local:6514"
+    assert out["blueprint"]["name"] == "etablissement" and out["kitVersion"]
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / "Pulumi.yaml").write_text("name: reader\nruntime: python\n")
+    (reader / "__main__.py").write_text('import pulumi\n'
+                                        'ref = pulumi.StackReference("organization/socle/demo")\n'
+                                        'pulumi.export("relay", ref.get_output("relayHost"))\n'
+                                        'pulumi.export("fhirNamespace", ref.get_output("namespaces").apply(lambda n: n["fhir"]))\n')
+    for args in (("stack", "init", "reader"), ("up", "--yes", "--stack", "reader", "--skip-preview")):
+        run = pulumi(deployed, *args, cwd=reader)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    run = pulumi(deployed, "stack", "output", "--json", "--stack", "reader", cwd=reader)
+    assert json.loads(run.stdout) == {"relay": "mss.chdemo.test", "fhirNamespace": "chdemo-fhir"}
+
+
+def test_the_backend_of_pulumi_login_is_used_when_no_url_is_set(deployed, tmp_path):
+    """No PULUMI_BACKEND_URL and no backend in Pulumi.yaml: `socle preview` uses the account of `pulumi login`
+    (here a file backend elsewhere), as the Pulumi CLI would, and says so."""
+    home, state = tmp_path / "pulumi-home", tmp_path / "login-state"
+    state.mkdir()
+    env = {k: v for k, v in deployed.items() if k != "PULUMI_BACKEND_URL"}
+    env["PULUMI_HOME"] = str(home)
+    run = pulumi(env, "login", f"file://{state}")
+    assert run.returncode == 0, run.stderr
+    run = socle(env, "preview", "demo")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"state in file://{state} (pulumi login)" in run.stderr
+    assert (state / ".pulumi" / "stacks" / "socle" / "demo.json").is_file() or any(state.rglob("demo.json*"))
+
+
+def test_the_stack_file_keeps_its_comments_through_pulumi_config_and_a_secret_is_refused_where_it_would_leak(deployed):
+    """`pulumi config set` edits the stack file the kit wrote without losing its comments; a value encrypted with
+    `pulumi config set --secret --path` lands as `{secure: v1:...}`, which socle refuses by its key path where the
+    kit would write it in clear (this key takes no secret)."""
+    saved = STACK.read_text()
+    try:
+        run = pulumi(deployed, "config", "set", "--stack", "demo", "kubernetes:namespace", "default")
+        assert run.returncode == 0, run.stderr
+        text = STACK.read_text()
+        comments = [line.strip() for line in saved.splitlines() if line.strip().startswith("#")]
+        assert comments and all(c in text for c in comments), "a comment of the stack file was lost"
+        assert socle(deployed, "validate", "demo").returncode == 0
+        run = pulumi(deployed, "config", "set", "--stack", "demo", "--secret", "--path", "socle:params.psc.client_id", "x-secret")
+        assert run.returncode == 0, run.stderr
+        assert "secure: v1:" in STACK.read_text() and "x-secret" not in STACK.read_text()
+        run = socle(deployed, "validate", "demo")
+        assert run.returncode == 2 and "config.socle:params.psc.client_id: holds an encrypted value" in run.stderr, run.stderr
+        assert "x-secret" not in run.stderr + run.stdout
+    finally:
+        STACK.write_text(saved)
 
 
 @pytest.mark.parametrize("spec", [

@@ -1,0 +1,125 @@
+"""Pulumi's own conventions, as a Pulumi user relies on them: the state backend they chose, the stack's secrets
+provider, other providers' configuration, ESC environments and encrypted values (issue 13). The same commands
+against the real engine are in tests/cluster/test_local_cluster.py."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from socle import engine
+from socle.stackfile import SECRET_REFUSED, StackError, load
+from tests.test_stackfile import DEMO, P, mutated, problems_of, write_stack
+
+
+@pytest.fixture
+def clean_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    for v in engine.PASSPHRASE_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    return tmp_path
+
+
+def _project(root: Path, backend: str | None = None) -> Path:
+    doc = {"name": "socle", "runtime": "python"}
+    if backend:
+        doc["backend"] = {"url": backend}
+    (root / "Pulumi.yaml").write_text(yaml.safe_dump(doc))
+    return root
+
+
+def test_the_backend_is_chosen_as_the_pulumi_cli_chooses_it(clean_env, monkeypatch):
+    root = _project(clean_env)
+    default = engine.backend(root)
+    assert default.default and default.url == f"file://{root / '.pulumi-state'}"
+    home = clean_env / "pulumi-home"
+    home.mkdir()
+    (home / "credentials.json").write_text(json.dumps({"current": "s3://team-state?region=eu-west-3", "accounts": {}}))
+    login = engine.backend(root)
+    assert (login.url, login.origin, login.default) == ("s3://team-state?region=eu-west-3", "pulumi login", False)
+    _project(root, "file://./state-here")
+    project = engine.backend(root)
+    assert (project.url, project.origin) == (f"file://{root / 'state-here'}", "Pulumi.yaml backend.url")
+    monkeypatch.setenv("PULUMI_BACKEND_URL", "azblob://states")
+    assert engine.backend(root).url == "azblob://states" and engine.backend(root).origin == "PULUMI_BACKEND_URL"
+
+
+def test_the_kits_project_file_chooses_no_backend():
+    assert "backend" not in yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.yaml").read_text())
+
+
+@pytest.mark.parametrize("provider,env,needed", [
+    ("", {}, True),
+    ("passphrase", {}, True),
+    ("", {"PULUMI_CONFIG_PASSPHRASE": "x"}, False),
+    ("", {"PULUMI_CONFIG_PASSPHRASE_FILE": "/run/secrets/p"}, False),
+    ("awskms://alias/socle?region=eu-west-3", {}, False),
+    ("azurekeyvault://socle.vault.azure.net/keys/state", {}, False),
+    ("gcpkms://projects/p/locations/europe-west9/keyRings/r/cryptoKeys/k", {}, False),
+    ("hashivault://socle", {}, False),
+])
+def test_a_passphrase_is_asked_only_of_a_stack_protected_by_one(provider, env, needed):
+    be = engine.Backend("file:///tmp/state", "test")
+    problem = engine.secrets_problem(engine.secrets_provider({"secretsprovider": provider}, be), env)
+    assert (problem is not None and "PULUMI_CONFIG_PASSPHRASE" in problem) is needed, problem
+
+
+def test_pulumi_cloud_stacks_use_the_services_secrets_and_an_unknown_provider_is_named():
+    cloud = engine.Backend("https://api.pulumi.com", "pulumi login")
+    assert engine.secrets_provider({}, cloud) == "default" and engine.secrets_problem("default", {}) is None
+    assert "unknown secrets provider 'vault://x'" in engine.secrets_problem("vault://x", {})
+
+
+def test_a_kms_stack_gets_past_the_secrets_check_without_a_passphrase(clean_env):
+    doc = yaml.safe_load(DEMO.read_text())
+    doc["secretsprovider"] = "awskms://alias/socle?region=eu-west-3"
+    path = clean_env / "Pulumi.kms.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    env = dict(os.environ, KUBECONFIG=str(clean_env / "none.kubeconfig"))
+    run = subprocess.run(["socle", "preview", str(path)], capture_output=True, text=True, env=env, cwd=clean_env)
+    assert run.returncode == 2 and "PULUMI_CONFIG_PASSPHRASE" not in run.stderr and "Traceback" not in run.stderr
+    doc.pop("secretsprovider")
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    run = subprocess.run(["socle", "preview", str(path)], capture_output=True, text=True, env=env, cwd=clean_env)
+    if "not found on PATH" not in run.stderr:  # the engine's programs are there: the passphrase is asked for
+        assert run.returncode == 2 and "set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE" in run.stderr
+
+
+def test_other_providers_configuration_passes_and_a_typo_in_the_kits_providers_is_named(tmp_path):
+    doc = yaml.safe_load(DEMO.read_text())
+    doc["config"].update({"scaleway:region": "fr-par", "aws:region": "eu-west-3", "pulumi:tags": {"team": "dsi"},
+                          "kubernetes:context": "prod"})
+    load(str(write_stack(tmp_path, doc, "foreign")))
+    doc["config"].update({"kubernetes:contxt": "prod", "random:seed": "1"})
+    found = dict(problems_of(write_stack(tmp_path, doc, "typo")))
+    assert "the kubernetes provider reads no such key" in found["config.kubernetes:contxt"]
+    assert "context" in found["config.kubernetes:contxt"]
+    assert "the random provider reads no configuration" in found["config.random:seed"]
+    assert not any(k.startswith(("config.scaleway", "config.aws", "config.pulumi")) for k in found)
+
+
+def test_an_encrypted_value_is_refused_by_its_key_path_where_it_would_be_written_in_clear(tmp_path):
+    def encrypt(p):
+        p["psc"]["client_id"] = {"secure": "v1:3Jd0W0w8ZtM=:v1:q2bE0W6bPp0aQ3Ht:9yl1r2aK8uWzXw=="}
+    found = dict(problems_of(write_stack(tmp_path, mutated(DEMO, encrypt))))
+    assert found == {f"{P}.psc.client_id": SECRET_REFUSED}
+
+
+def test_esc_environments_are_named_for_the_values_the_stack_file_lacks(tmp_path):
+    doc = yaml.safe_load(DEMO.read_text())
+    doc["environment"] = ["chdemo/production-secrets"]
+    del doc["config"]["socle:params"]
+    with pytest.raises(StackError) as exc:
+        load(str(write_stack(tmp_path, doc, "esc")))
+    [problem] = exc.value.problems
+    assert problem.path == "config.socle:params"
+    assert "ESC environment(s) chdemo/production-secrets may set it" in problem.message
+    # What the engine resolves (`pulumi config --json`) completes the stack file, whose own values win.
+    params = yaml.safe_load(DEMO.read_text())["config"]["socle:params"]
+    st = load(str(write_stack(tmp_path, doc, "esc")), resolved={"socle:params": params})
+    assert st.environments == ("chdemo/production-secrets",) and st.params.organisation.short_name == "chdemo"
