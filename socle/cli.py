@@ -638,7 +638,11 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
 
     if be.default:  # nobody chose a backend: the project's local file backend
         (root / ".pulumi-state").mkdir(exist_ok=True)
+    from .policy import PACK, STACK_FILE_ENV
+
     env = {"PULUMI_BACKEND_URL": be.url, "PATH": path, **engine.QUIET_ENV,
+           # the policy pack judges the stack's resources with its profile and waivers (socle/policy)
+           STACK_FILE_ENV: str(file.resolve()),
            # the language host runs the program with this interpreter (the one socle runs in, which has the SDK)
            "PULUMI_PYTHON_CMD": os.environ.get("PULUMI_PYTHON_CMD", sys.executable)}
     os.environ["PATH"] = path  # the Automation API finds the `pulumi` it runs on this process's PATH
@@ -678,7 +682,7 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
             raise typer.Exit(EXIT_INVALID)
     try:
         if action == "preview":
-            stack_obj.preview(on_output=printer)
+            stack_obj.preview(on_output=printer, policy_packs=[str(PACK)])
         elif action == "refresh":
             if not yes and not typer.confirm(f"Refresh stack {st.name}'s state from {target.server}?"):
                 raise typer.Exit(1)
@@ -694,7 +698,7 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
                     raise typer.Exit(EXIT_INVALID)
             if not yes and not typer.confirm(f"Deploy stack {st.name} to {target.server}?"):
                 raise typer.Exit(1)
-            stack_obj.up(on_output=printer)
+            stack_obj.up(on_output=printer, policy_packs=[str(PACK)])
         else:
             if not yes and not typer.confirm(f"Destroy stack {st.name} on {target.server}? Protected stateful resources are kept."):
                 raise typer.Exit(1)
