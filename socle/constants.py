@@ -58,6 +58,13 @@ RETENTION_DEFAULT_DAYS = 365
 RETENTION_CNIL_CEILING_DAYS = 365
 HSTS_MIN_MAX_AGE = 31536000  # TLS-03
 
+# K8S-11: the admission policies the platform layer renders (components/admission.py), by name, with the requirement
+# each one enforces at admission; the audit checks that each is present and bound to deny in the kit's namespaces.
+ADMISSION_POLICIES = {
+    "socle-k8s-03": "K8S-03", "socle-k8s-04": "K8S-04", "socle-k8s-05": "K8S-05", "socle-k8s-06": "K8S-06",
+    "socle-k8s-07": "K8S-07", "socle-k8s-08": "K8S-08", "socle-hds-04": "HDS-04", "socle-bck-01": "BCK-01",
+}
+
 # What an audit reads from a live cluster, one LIST per kind: (API group, version, plural, kind, namespaced).
 # The auditor ClusterRole (K8S-10) grants get/list/watch on exactly these; Secrets are never read.
 AUDITED_RESOURCES = (
@@ -86,6 +93,8 @@ AUDITED_RESOURCES = (
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", False),
+    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", False),
 )
 AUDITOR_ROLE = "socle-auditor"  # K8S-10: read-only ClusterRole of the auditors
 AUDITOR_EXEC_ROLE = "socle-auditor-exec"  # optional Role: exec into the kit's pods for live host checks

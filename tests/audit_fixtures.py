@@ -228,6 +228,8 @@ FAILING: dict[str, Fixture] = {
     "K8S-08": Fixture("demo", "database password as a literal env value", _literal_password, ("Deployment", "hapi-fhir")),
     "K8S-09": Fixture("chu-exemple-prod", "one replica in production", _set(lambda objs: find(objs, "Deployment", "gateway")["spec"], "replicas", 1), ("Deployment", "gateway")),
     "K8S-10": Fixture("demo", "auditors can read Secrets", _cluster_role_reads_secrets, ("ClusterRole", "socle-auditor")),
+    "K8S-11": Fixture("demo", "the privileged-container policy unbound", _delete("ValidatingAdmissionPolicyBinding", "socle-k8s-03", None),
+                      ("ValidatingAdmissionPolicy", "socle-k8s-03")),
 }
 
 def _encrypted_driver(objs: Objects) -> None:
@@ -403,6 +405,10 @@ def _pdb_min(value) -> Callable[[Objects], None]:
 def _ingress_in_fhir(objs: Objects) -> None:
     objs.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "fhir-direct", "namespace": "chdemo-fhir"},
                  "spec": {"rules": [{"host": "fhir-direct.chdemo.test"}]}})
+
+
+def _binding(name: str, **spec) -> Callable[[Objects], None]:
+    return lambda objs: find(objs, "ValidatingAdmissionPolicyBinding", name)["spec"].update(spec)
 
 
 _HAPI_CONFIG_REF = {"configMapKeyRef": {"name": "hapi-settings", "key": "value"}}
@@ -691,6 +697,13 @@ CLAIMS: dict[str, list[tuple[str, Fixture]]] = {
         ("no Secret contents", _failing("K8S-10", r"rules\[0\] reads Secrets")),
         ("auditors get the role", _claim("demo", "the role bound to no one", _delete("ClusterRoleBinding", "socle-auditor", None), ("ClusterRole", "socle-auditor"), r"not bound to any auditor")),
         ("auditors get nothing more (read-only)", _claim("demo", "auditors also cluster-admin", _auditors_also_admin, ("ClusterRole", "socle-auditor"), r"also bound to ClusterRole cluster-admin")),
+    ],
+    "K8S-11": [
+        ("admission policies present", _claim("demo", "the image policy deleted", _delete("ValidatingAdmissionPolicy", "socle-k8s-05", None), ("ValidatingAdmissionPolicy", "socle-k8s-05"), r"is not in the cluster")),
+        ("bound", _failing("K8S-11", r"not bound: it judges nothing")),
+        ("to deny", _claim("demo", "the NodePort policy only warns", _binding("socle-k8s-07", validationActions=["Warn"]), ("ValidatingAdmissionPolicy", "socle-k8s-07"), r"bound without Deny \(Warn\)")),
+        ("in its namespaces", _claim("demo", "the limits policy bound to other namespaces", _binding("socle-k8s-04", matchResources={"namespaceSelector": {"matchLabels": {"team": "other"}}}), ("ValidatingAdmissionPolicy", "socle-k8s-04"), r"does not select the kit's namespaces")),
+        ("to deny (a policy that errors must not admit)", _claim("demo", "the storage policy errors open", lambda objs: find(objs, "ValidatingAdmissionPolicy", "socle-hds-04")["spec"].update({"failurePolicy": "Ignore"}), ("ValidatingAdmissionPolicy", "socle-hds-04"), r"failurePolicy Ignore")),
     ],
 }
 

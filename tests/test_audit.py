@@ -39,7 +39,8 @@ def test_catalogue_covers_every_requirement_of_the_catalogue_document():
     assert [c.id for c in catalogue()] == ids  # same order as the document
     shared = ROOT.parent / "shared" / "REQUIREMENTS.md"
     if shared.is_file():  # the workplace copy: docs/ corrects its values from primary sources, never its IDs
-        assert re.findall(r"^\| ([A-Z0-9]+-[0-9]{2}) \|", shared.read_text(encoding="utf-8"), re.M) == ids
+        kept = re.findall(r"^\| ([A-Z0-9]+-[0-9]{2}) \|", shared.read_text(encoding="utf-8"), re.M)
+        assert [i for i in ids if i in kept] == kept  # every shared requirement, in its order; the kit may add
 
 
 def test_every_checked_control_has_a_passing_and_a_failing_fixture():

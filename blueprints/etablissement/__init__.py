@@ -25,6 +25,7 @@ from components.storage import (
     ceph_rbd_profile,
     scaleway_profile,
 )
+from components.admission import AdmissionArgs, AdmissionPolicies
 from components.zone import Zone, ZoneArgs
 from socle import __version__ as KIT_VERSION
 
@@ -202,7 +203,9 @@ def build(p: Params) -> dict[str, object]:
         "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", **stamp, service_accounts=["auditlog"],
                                              flows=audit_flows, protect=production)),
     }
-    after_zones = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()])
+    # Platform layer: the admission policies exist before any workload, so the API server judges the kit's own.
+    admission = AdmissionPolicies("admission", AdmissionArgs(allowed_registries=list(p.images.allowed_registries)))
+    after_zones = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()] + [admission])
     AuditorAccess("auditors", AuditorAccessArgs(
         group=p.auditors.group, exec_namespaces=sorted(ns.values()) if p.auditors.live_checks else []), opts=after_zones)
 

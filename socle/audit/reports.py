@@ -14,6 +14,7 @@ byte-identical reports (no clock read here, sorted content).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -248,6 +249,38 @@ def _finding(f: Finding, ev: Evidence | None, waiver: str | None = None) -> dict
 BASIS_LABELS = {"regulatory": "basis_regulatory", "guidance": "basis_guidance", "design": "basis_design"}
 
 
+LEVEL_LABELS = {"mandatory": "level_mandatory", "advisory": "level_advisory"}
+
+
+@functools.lru_cache(maxsize=1)
+def _enforcement() -> dict:
+    from socle.enforcement import table
+
+    return {e.requirement: e for e in table()}
+
+
+def _enforced(rid: str, cat: Catalogue) -> list[str]:
+    """Where the requirement is enforced (socle.enforcement): preview, admission, audit, real daemons, documents."""
+    e = _enforcement().get(rid)
+    if e is None:
+        return []
+    out = []
+    if e.preview:
+        out.append(cat.label("enforced_preview", level=cat.label(LEVEL_LABELS[e.preview])))
+    if e.admission:
+        out.append(cat.label("enforced_admission", policies=", ".join(e.admission)))
+    if e.audit:
+        out.append(cat.label("enforced_audit"))
+    if e.daemons:
+        out.append(cat.label("enforced_daemons"))
+    if e.manual:
+        out.append(cat.label("enforced_manual"))
+    return out
+
+
+BASIS_LABELS = {"regulatory": "basis_regulatory", "guidance": "basis_guidance", "design": "basis_design"}
+
+
 def _basis(rid: str, cat: Catalogue) -> dict[str, Any]:
     """What the requirement rests on (socle/audit/requirements.py): binding text, guidance or the kit's design, the
     source cited, the confidence, and the values that are the kit's own choice."""
@@ -269,6 +302,7 @@ def _control(r: ControlResult, ev: Evidence | None, cat: Catalogue) -> dict[str,
         "frameworks": [_or(cat.framework, f, FRAMEWORKS[f]) for f in c.frameworks],
         "sources": [_or(cat.source, s, SOURCES[s]) for s in c.sources],
         "basis": _basis(c.id, cat),
+        "enforced": _enforced(c.id, cat),
         "remediation": _or(cat.remediation, c.id, c.remediation),
         "status": r.status,
         "manual": c.manual,
@@ -495,6 +529,7 @@ def to_markdown(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT
         lines += ["", f"### {c['id']}", "", f"**{_md(c['title'])}** — {S(c['status'])} ({V(c['severity'])})", ""]
         lines.append(f"- {L('frameworks')}: {', '.join(c['frameworks'])}")
         lines.append(f"- {L('sources')}: {'; '.join(c['sources'])}")
+        lines.append(f"- {L('enforced_at')}: {'; '.join(c['enforced'])}")
         b = c["basis"]
         lines.append(f"- {L('basis')}: {b['label']} ({L('confidence')} {b['confidence']}) — {_md(b['source'])}")
         if b["design_values"]:

@@ -121,6 +121,8 @@ REQUIREMENTS: dict[str, Requirement] = {
     "K8S-08": Requirement("D", "design", _K8S),
     "K8S-09": Requirement("D", "design", "ANS's Kubernetes platform (3 availability zones)", ("at least 2 replicas",)),
     "K8S-10": Requirement("D", "design", _K8S),
+    "K8S-11": Requirement("D", "design", "Kubernetes ValidatingAdmissionPolicy (GA in 1.30): the catalogue's "
+                          "single-object rules enforced by the API server"),
 }
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "REQUIREMENTS.md"

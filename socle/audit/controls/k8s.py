@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Iterator
 
-from socle.constants import (ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, KIT,
+from socle.constants import (ADMISSION_POLICIES, ANN_ALLOWED_REGISTRIES, ANN_PSS_EXCEPTION, AUDITOR_EXEC_ROLE, AUDITOR_ROLE, KIT,
                              LABEL_PROFILE, PART_OF)
 
 from ..evidence import Evidence, annotations, dig, labels, meta
@@ -372,3 +372,42 @@ def k8s_10(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                          and set(rule.get("verbs") or []) <= {"get", "list", "create"}
                          and ("create" not in (rule.get("verbs") or []) or rule.get("resources") == ["pods/exec"]))]
         yield judge(r, ["grants more than exec into pods"] if extra else [], "exec into pods only (live host checks)")
+
+
+def _selects_kit(binding: dict) -> bool:
+    """The binding's match covers the kit's objects: a namespace or object selector that requires the kit's label
+    (and nothing that would exclude them) — an empty match would cover the whole cluster, a foreign label none."""
+    match = dig(binding, "spec", "matchResources") or {}
+    for key in ("namespaceSelector", "objectSelector"):
+        sel = match.get(key) or {}
+        if (sel.get("matchLabels") or {}).get(PART_OF) == KIT and not sel.get("matchExpressions"):
+            return not match.get("excludeResourceRules")
+    return False
+
+
+@control("K8S-11", "The kit's admission policies are present and bound to deny in its namespaces", "high", K8S, SRC,
+         "Keep the platform layer's ValidatingAdmissionPolicies and their bindings (validationActions Deny) as "
+         "rendered; re-run socle up if one was deleted or changed.")
+def k8s_11(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    for name, requirement in ADMISSION_POLICIES.items():
+        ref = ObjRef("ValidatingAdmissionPolicy", "", name)
+        policy = ev.get("ValidatingAdmissionPolicy", "", name)
+        if policy is None:
+            yield failed(ref, f"admission policy {name} ({requirement}) is not in the cluster: nothing refuses a "
+                              "violating object at admission")
+            continue
+        problems = []
+        if dig(policy, "spec", "failurePolicy") not in (None, "Fail"):
+            problems.append(f"failurePolicy {dig(policy, 'spec', 'failurePolicy')}: a policy error admits the object")
+        if not dig(policy, "spec", "validations"):
+            problems.append("no validation")
+        bindings = [b for b in ev.of_kind("ValidatingAdmissionPolicyBinding") if dig(b, "spec", "policyName") == name]
+        denying = [b for b in bindings if "Deny" in (dig(b, "spec", "validationActions") or [])]
+        if not bindings:
+            problems.append("not bound: it judges nothing")
+        elif not denying:
+            problems.append(f"bound without Deny ({', '.join(sorted({a for b in bindings for a in dig(b, 'spec', 'validationActions') or []}))}): "
+                            "violations are only reported")
+        elif not any(_selects_kit(b) for b in denying):
+            problems.append("its binding does not select the kit's namespaces or objects (app.kubernetes.io/part-of=socle)")
+        yield judge(policy, problems, f"{requirement} enforced at admission (bound with Deny to the kit's objects)")
