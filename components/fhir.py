@@ -1,15 +1,32 @@
 """FHIR store: HAPI FHIR JPA server (FHIR R4) with PostgreSQL, in-cluster (dev) or external (production)."""
 from __future__ import annotations
 
+import base64
 import re
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import ANNUAIRE_SANTE_FHIR, ANN_REQUIREMENTS, FHIR_VERSION, LABEL_DATA, TLS12_AEAD_SUITES
+from socle.constants import (
+    ANN_REQUIREMENTS,
+    ANN_SECRET_SOURCE,
+    ANNUAIRE_SANTE_FHIR,
+    FHIR_VERSION,
+    FR_CORE_PACKAGE,
+    INS_QUALIFIED_RULE,
+    INS_QUALIFIED_RULE_ID,
+    LABEL_DATA,
+    TLS12_AEAD_SUITES,
+)
+from socle.fhir import (
+    EXTRA_CLASSES_DIR,
+    INS_INTERCEPTOR_CLASS,
+    INS_INTERCEPTOR_JAR_KEY,
+    ins_interceptor_jar,
+)
 
 from .grammar import GrammarError, render_checked, yaml_document
 from .common import (
@@ -22,6 +39,7 @@ from .common import (
     empty_dir,
     forwarder_config,
     hashed_config_map,
+    hashed_name,
     labels,
     log_forwarder,
     pdb,
@@ -69,6 +87,7 @@ class FhirArgs(BaseModel):
     validation: bool
     terminology_server: str
     annuaire_api_key_secret: str
+    annuaire_api_key: Any = None  # the key from the stack's encrypted configuration (an Output), or None: a Secret you create
     ins_systems: Sequence[str]
     database: DatabaseArgs
     memory: str = "2Gi"
@@ -126,9 +145,8 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
                 "driverClassName": "org.postgresql.Driver",
                 "hikari": {"maximum-pool-size": 10},
             },
-            "jpa": {"properties": {"hibernate.dialect": "ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect",
-                                   "hibernate.search.enabled": False}},
-            "batch": {"job": {"enabled": False}},
+            # Hibernate Search stays off: the starter sets hibernate.search.enabled=false when absent (StarterJpaConfig).
+            "jpa": {"properties": {"hibernate.dialect": "ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect"}},
         },
         "hapi": {"fhir": {
             "fhir_version": FHIR_VERSION,
@@ -139,10 +157,20 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
             "bulk_import_enabled": False,
             "cors": {"allow_Credentials": False, "allowed_origin": [f"https://{args.public_host}"]},
             "allow_external_references": False,
-            # FHIR-02: national terminologies from the ANS terminology server.
+            # FHIR-02: national terminologies from the ANS terminology server (a key of the starter since v8.2.0-1).
             "remote_terminology_service": {"all": {"system": "*", "url": args.terminology_server}},
-            # FHIR-04 / INS-01: FR Core profiles (Patient-INS) loaded, incoming resources validated.
-            "implementationguides": {"frcore": {"name": "hl7.fhir.fr.core", "version": FR_CORE_VERSION}},
+            # FHIR-04 / INS-01: FR Core stored in the repository (STORE_AND_INSTALL: its StructureDefinitions become
+            # resources), so the repository validating interceptor below builds one rule per resource type FR Core
+            # profiles: the resource must declare one of FR Core's profiles of its type and is validated against it
+            # (starter RepositoryValidationInterceptorFactoryR4.buildUsingStoredStructureDefinitions). Dependencies are
+            # not stored: their profiles would become accepted alternatives to FR Core's.
+            "implementationguides": {"frcore": {"name": FR_CORE_PACKAGE, "version": FR_CORE_VERSION,
+                                                "installMode": "STORE_AND_INSTALL", "fetchDependencies": False,
+                                                "reloadExisting": False}},
+            "enable_repository_validating_interceptor": args.validation,
+            # INS-01: the kit's interceptor refuses an INS on an identity that is not VALI (rule socle-ins-1); its jar
+            # is mounted in the image's extra-classes directory (hapi-extra-classes ConfigMap).
+            "custom-interceptor-classes": INS_INTERCEPTOR_CLASS,
             "validation": {"requests_enabled": args.validation, "responses_enabled": False},
             # TRACE-01 / TRACE-02: one access line per request, with the caller's identity, never a body.
             "logger": {
@@ -155,6 +183,8 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
         }},
         "socle": {
             "ins_systems": list(args.ins_systems),
+            # INS-01: the kit's rule (INS ⇒ VALI). HAPI does not read this namespace: see the INS-01 control.
+            "ins_rule": {"id": INS_QUALIFIED_RULE_ID, "expression": INS_QUALIFIED_RULE},
             "annuaire_sante": {"base_url": ANNUAIRE_SANTE_FHIR, "api_key_env": "ESANTE_API_KEY"},
         },
     }
@@ -168,6 +198,20 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
 
 def logback_xml(kit_version: str, udp_port: int = FORWARDER_UDP_PORT) -> str:
     return render_checked("logback.xml", "logback.xml.j2", "xml", kit_version=kit_version, udp_port=udp_port)
+
+
+def extra_classes_config_map(parent: pulumi.Resource, namespace: str, lbl: dict[str, str]) -> str:
+    """INS-01: the ConfigMap holding the kit's interceptor jar (binary, named by its content)."""
+    data = {INS_INTERCEPTOR_JAR_KEY: base64.b64encode(ins_interceptor_jar()).decode("ascii")}
+    name = hashed_name("hapi-extra-classes", data)
+    k8s.core.v1.ConfigMap(
+        f"{namespace}-hapi-extra-classes",
+        metadata={"name": name, "namespace": namespace, "labels": dict(lbl),
+                  "annotations": {ANN_REQUIREMENTS: "INS-01"}},
+        binary_data=data,
+        opts=child(parent),
+    )
+    return name
 
 
 def database_host(args: FhirArgs) -> str:
@@ -231,6 +275,18 @@ class FhirStore(pulumi.ComponentResource):
             assert db.credentials_secret
             creds_secret = db.credentials_secret
 
+        # FHIR-03: the Annuaire Santé key from the stack's encrypted configuration, kept secret in the state.
+        if args.annuaire_api_key is not None:
+            k8s.core.v1.Secret(
+                f"{ns}-annuaire-api-key",
+                metadata={"name": args.annuaire_api_key_secret, "namespace": ns,
+                          "labels": labels("fhir", "hapi-fhir", ns),
+                          "annotations": {ANN_SECRET_SOURCE: "fhir.annuaire_api_key"}},
+                type="Opaque",
+                string_data={"api-key": pulumi.Output.secret(args.annuaire_api_key)},
+                opts=child(self),
+            )
+
         # --- HAPI FHIR -----------------------------------------------------------------------------
         app = {
             "application.yaml": application_yaml(args),
@@ -240,6 +296,7 @@ class FhirStore(pulumi.ComponentResource):
         sel = selector("hapi-fhir", ns)
         app_name = hashed_config_map(self, ns, "hapi-fhir", lbl, app, {
             ANN_REQUIREMENTS: "FHIR-01 FHIR-02 FHIR-04 INS-01 INS-02 TRACE-01 TRACE-03"})
+        extra_name = extra_classes_config_map(self, ns, lbl)
         sidecar, sidecar_volumes = log_forwarder(self, ns, "fhir", lbl, args.kit_version, args.syslog_image, args.audit)
         db_ca_secret = db.ca_secret or "postgres-server-tls"
         hapi = {
@@ -263,6 +320,7 @@ class FhirStore(pulumi.ComponentResource):
             "livenessProbe": {"httpGet": {"path": "/actuator/health", "port": HAPI_PORT}, "periodSeconds": 30, "timeoutSeconds": 5},
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/socle/hapi", "readOnly": True},
+                {"name": "extra-classes", "mountPath": EXTRA_CLASSES_DIR, "readOnly": True},
                 {"name": "db-ca", "mountPath": "/etc/socle/tls/db-ca", "readOnly": True},
                 {"name": "tmp", "mountPath": "/tmp"},
                 {"name": "cache", "mountPath": "/app/target"},
@@ -281,6 +339,7 @@ class FhirStore(pulumi.ComponentResource):
                         "containers": [hapi, sidecar],
                         "volumes": [
                             config_volume("config", app_name),
+                            config_volume("extra-classes", extra_name),
                             secret_volume("db-ca", db_ca_secret, mode=0o444, items=[("ca.crt", "ca.crt")]),
                             empty_dir("tmp", "1Gi"),
                             empty_dir("cache", "1Gi"),

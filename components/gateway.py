@@ -1,4 +1,6 @@
-"""API gateway: NGINX (unprivileged) as the only entry point, oauth2-proxy for Pro Santé Connect tokens."""
+"""API gateway: NGINX (unprivileged) as the only entry point. API calls (mTLS routes) carry a token of the
+établissement's authorization server bound to the client certificate, checked at Keycloak's userinfo endpoint;
+browser routes hold an oauth2-proxy session opened through that server (Pro Santé Connect login)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +11,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pydantic import BaseModel, ConfigDict, Field
 
-from socle.constants import ANN_REQUIREMENTS, ANN_ROUTES, PSC_ACR, PSC_SCOPE, TLS12_AEAD_SUITES, TLS13_SUITES
+from socle.constants import ANN_REQUIREMENTS, ANN_ROUTES, PSC_ACR, TLS12_AEAD_SUITES, TLS13_SUITES
 
 from .grammar import render_checked, toml_document
 from .common import (
@@ -33,6 +35,9 @@ from .common import (
     zone_spread,
 )
 
+# the headers by which the gateway hands Keycloak the client certificate it verified (x509 lookup provider `nginx`)
+CLIENT_CERT_HEADER = "ssl-client-cert"
+CLIENT_VERIFY_HEADER = "ssl-client-verify"
 HTTP_PORT = 8080
 HTTPS_PORT = 8443
 OAUTH2_PORT = 4180
@@ -83,7 +88,18 @@ class GatewayArgs(BaseModel):
     psc_client_id: str
     psc_client_secret: str
     psc_redirect_host: str
-    session_lifetime: str = "8h"
+    session_lifetime: str = "4h"
+    # API-04: how often oauth2-proxy re-validates a session at the authorization server (refresh token): an idle
+    # session whose refresh token expired (30 min idle at Keycloak) ends at the next request
+    session_refresh: str = "5m"
+    # the établissement's authorization server (components/authz.py): its public host on this gateway, its
+    # in-cluster address, its realm, the Secret holding oauth2-proxy's client secret there
+    authz_host: str | None = None
+    authz_upstream: str = ""
+    authz_realm: str = "etablissement"
+    authz_browser_client: str = "oauth2-proxy"
+    authz_browser_secret: str = "oauth2-proxy-keycloak-client"
+    authz_owner: str = ""  # GW-01: the group that owns the authorization server's route
     audit: AuditTarget
     service_account: str = "gateway"
     oauth2_service_account: str = "oauth2-proxy"
@@ -95,6 +111,7 @@ def tls_protocols(min_version: str) -> str:
 
 def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen_address: str = "",
                http_port: int = HTTP_PORT, https_port: int = HTTPS_PORT, auth_upstream: str | None = None,
+               authz_upstream: str | None = None,
                access_logs: Sequence[str] | None = None, error_log: str = "stderr", upstreams: dict[str, str] | None = None) -> str:
     """nginx.conf for the gateway; paths and ports are parameters so the local harness runs the same file."""
     p = {
@@ -118,6 +135,12 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
                "zone_ref": f"zone=api_{r.name.replace('-', '_')}", "rate": f"rate={r.rate_per_second}r/s",
                "upstream": (upstreams or {}).get(r.name, r.upstream)} for r in args.routes]
     auth = auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}"
+    keycloak = authz_upstream or args.authz_upstream
+    authz = None
+    if args.authz_host:
+        authz = {"host": args.authz_host, "realm": args.authz_realm, "upstream": keycloak,
+                 "zone_spec": "zone=authz:10m", "zone_ref": "zone=authz",
+                 "cert_header": CLIENT_CERT_HEADER, "verify_header": CLIENT_VERIFY_HEADER}
     return render_checked(
         "nginx.conf", "nginx.conf.j2", "nginx",
         kit_version=args.kit_version,
@@ -137,49 +160,73 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         hsts_max_age=args.hsts_max_age,
         auth_upstream=auth,
         auth_check=f"{auth}/oauth2/auth",
+        authz=authz,
+        authz_host=args.authz_host or "-",
+        authz_userinfo=f"{keycloak or auth}/realms/{args.authz_realm}/protocol/openid-connect/userinfo",
+        cert_header=CLIENT_CERT_HEADER,
+        verify_header=CLIENT_VERIFY_HEADER,
         apis=routes,
     )
 
 
-OAUTH2_HEADER = "Pro Santé Connect token validation for the gateway (PSC-01..05, API-03/04)."
+OAUTH2_HEADER = "browser sessions through the établissement's authorization server (PSC-01..05, API-04)."
 
 
-def oauth2_proxy_cfg(args: GatewayArgs, *, listen: str = f"0.0.0.0:{OAUTH2_PORT}", paths: dict[str, str] | None = None) -> str:
-    """oauth2-proxy's TOML configuration, written by a TOML serialiser (every value a TOML string or number)."""
-    p = {"client_secret": "/etc/socle/psc", "log": O2_LOG_DIR, **(paths or {})}
+def authz_issuer(args: GatewayArgs) -> str:
+    return f"https://{args.authz_host}/realms/{args.authz_realm}"
+
+
+def oauth2_proxy_cfg(args: GatewayArgs, *, listen: str = f"0.0.0.0:{OAUTH2_PORT}", paths: dict[str, str] | None = None,
+                     endpoints: dict[str, str] | None = None) -> str:
+    """oauth2-proxy's TOML configuration, written by a TOML serialiser (every value a TOML string or number).
+    Its OIDC provider is the établissement's authorization server (which brokers Pro Santé Connect and checks
+    its acr); `endpoints` (login_url, redeem_url, oidc_jwks_url, backend_logout_url) replace discovery when the
+    issuer's host is not reachable under its name (the local harness)."""
+    p = {"client_secret": "/etc/socle/authz-client", "log": O2_LOG_DIR, **(paths or {})}
+    iss = authz_issuer(args)
+    discovery: list = [("skip_oidc_discovery", False)]
+    if endpoints:
+        discovery = [("skip_oidc_discovery", True), *sorted((k, v) for k, v in endpoints.items() if k != "backend_logout_url")]
+    logout = (endpoints or {}).get("backend_logout_url") or f"{iss}/protocol/openid-connect/logout?id_token_hint={{id_token}}"
     return toml_document("oauth2-proxy.cfg", [f"Rendered by socle ({args.kit_version}) — {OAUTH2_HEADER}"], [
         ("http_address", listen),
         ("reverse_proxy", True),
         ("provider", "oidc"),
         ("provider_display_name", "Pro Santé Connect"),
-        ("oidc_issuer_url", args.psc_issuer),
-        ("client_id", args.psc_client_id),
+        ("oidc_issuer_url", iss),
+        ("client_id", args.authz_browser_client),
         "PSC-03: the client secret is read from a mounted Kubernetes Secret, never written here.",
         ("client_secret_file", f"{p['client_secret']}/client-secret"),
-        ("scope", PSC_SCOPE),
+        ("scope", "openid"),
+        "PSC-02: eidas1 is asked of Pro Santé Connect (forwarded by the authorization server, which checks the acr returned).",
         ("acr_values", PSC_ACR),
         ("code_challenge_method", "S256"),
         "PSC-02: state and nonce are checked.",
         ("insecure_oidc_skip_nonce", False),
         "PSC-04: the IdP's TLS certificate is always verified; ID tokens are checked against the issuer's keys.",
         ("ssl_insecure_skip_verify", False),
-        ("skip_oidc_discovery", False),
-        "API-03: bearer tokens (after RFC 8693 exchange) are validated against the issuer's keys.",
-        ("skip_jwt_bearer_tokens", True),
+        *discovery,
+        "API-03: no bearer token is accepted here; API calls carry certificate-bound tokens checked on mTLS routes.",
+        ("skip_jwt_bearer_tokens", False),
         ("set_xauthrequest", True),
         ("upstreams", ["static://202"]),
         ("email_domains", ["*"]),
+        "the user is the authorization server's subject (brokered PSC identities have no verified e-mail).",
+        ("oidc_email_claim", "sub"),
         ("redirect_url", f"https://{args.psc_redirect_host}/oauth2/callback"),
-        "API-04: tokens stay server-side; the browser only holds a Secure, HttpOnly cookie of bounded lifetime.",
+        "API-04: tokens stay server-side; the browser only holds a Secure, HttpOnly cookie of bounded lifetime,",
+        "re-validated at the authorization server (refresh) so that its 30-minute idle timeout ends the session.",
         ("cookie_name", "__Host-socle"),
         ("cookie_secure", True),
         ("cookie_httponly", True),
         ("cookie_samesite", "lax"),
         ("cookie_expire", args.session_lifetime),
-        ("cookie_refresh", "0"),
+        ("cookie_refresh", args.session_refresh),
         ("session_store_type", "cookie"),
         ("pass_access_token", False),
         ("pass_authorization_header", False),
+        "PSC logout: signing out ends the authorization server's session, which ends the Pro Santé Connect session.",
+        ("backend_logout_url", logout),
         "TRACE-01: requests and authentications go to a file that the log forwarder sends to the audit log.",
         ("logging_filename", f"{p['log']}/oauth2-proxy.log"),
         ("logging_max_size", 10),
@@ -216,14 +263,17 @@ def config_files(args: GatewayArgs) -> dict[str, str]:
     return files
 
 
-def route_index(routes: Sequence[Route]) -> str:
-    """Machine-readable route list carried as an annotation (GW-01, API-01, GW-03 evidence)."""
+def route_index(routes: Sequence[Route], args: GatewayArgs | None = None) -> str:
+    """Machine-readable route list carried as an annotation (GW-01, API-01, GW-03 evidence); the authorization
+    server's route is marked with its role (its endpoints authenticate clients themselves)."""
+    extra = [{"name": "authz", "host": args.authz_host, "owner": args.authz_owner, "sensitivity": "sensitive",
+              "mtls": "optional", "token_validation": False, "role": "authorization-server"}] if args and args.authz_host else []
     return json.dumps(
         [
             {"name": r.name, "host": r.host, "owner": r.owner_group, "sensitivity": r.sensitivity,
              "mtls": r.mtls, "token_validation": r.token_validation}
             for r in routes
-        ],
+        ] + extra,
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -240,7 +290,7 @@ class Gateway(pulumi.ComponentResource):
         gw_labels = labels("gateway", "gateway", ns)
         gw_sel = selector("gateway", ns)
         conf_name = hashed_config_map(self, ns, "gateway-nginx", gw_labels, conf, {
-            ANN_ROUTES: route_index(args.routes),
+            ANN_ROUTES: route_index(args.routes, args),
             ANN_REQUIREMENTS: "TLS-01 TLS-02 TLS-03 API-01 GW-01 GW-03 GW-04 GW-05 GW-06"})
         sidecar, sidecar_volumes = log_forwarder(self, ns, "gateway", gw_labels, args.kit_version, args.syslog_image, args.audit)
         nginx = {
@@ -365,7 +415,7 @@ class Gateway(pulumi.ComponentResource):
             "livenessProbe": {"httpGet": {"path": "/ping", "port": OAUTH2_PORT}, "periodSeconds": 20},
             "volumeMounts": [
                 {"name": "config", "mountPath": "/etc/socle/oauth2-proxy", "readOnly": True},
-                {"name": "psc-client", "mountPath": "/etc/socle/psc", "readOnly": True},
+                {"name": "authz-client", "mountPath": "/etc/socle/authz-client", "readOnly": True},
                 {"name": "logs", "mountPath": O2_LOG_DIR},
             ],
         }
@@ -387,7 +437,7 @@ class Gateway(pulumi.ComponentResource):
                         "containers": [o2_container, o2_sidecar],
                         "volumes": [
                             config_volume("config", o2_name),
-                            secret_volume("psc-client", args.psc_client_secret, items=[("client-secret", "client-secret")]),
+                            secret_volume("authz-client", args.authz_browser_secret, items=[("client-secret", "client-secret")]),
                             empty_dir("logs", "256Mi"),
                             *o2_sidecar_volumes,
                         ],

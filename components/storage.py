@@ -9,18 +9,23 @@ import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
 from socle.constants import (
+    ANN_HOSTED_BY,
     ANN_REGION_COUNTRIES,
     ANN_REQUIREMENTS,
+    DATABASE_BACKUP,
     KIT,
     LABEL_BLOCK,
+    LABEL_DECLARATION,
     LABEL_ENCRYPTED,
     LABEL_REGION_COUNTRY,
     PART_OF,
+    VELERO_SNAPSHOT_CLASS_LABEL,
 )
 
 from .common import KubernetesObject, child
 
 HEALTH_DATA_CLASS = "socle-health-data"
+DataMover = Literal["csi-snapshot-data-movement", "file-system-backup", "snapshots-in-place"]
 
 
 class StorageProfile(BaseModel):
@@ -49,6 +54,19 @@ class BackupArgs(BaseModel):
     daily_ttl_days: int
     monthly_schedule: str
     monthly_ttl_days: int
+    data_mover: DataMover = "csi-snapshot-data-movement"
+
+
+class DatabaseBackupArgs(BaseModel):
+    """The provider's backups of an external database, as the stack declares them (BCK-01, HDS-01)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    region: str
+    region_country: str
+    retention_days: int
+    monthly_retention_days: int | None = None
+    point_in_time_recovery: bool
+    evidence: str | None = None
 
 
 class StorageArgs(BaseModel):
@@ -59,6 +77,34 @@ class StorageArgs(BaseModel):
     region_countries: Mapping[str, str]  # region name -> ISO country, declared for HDS-01 audits
     backup: BackupArgs | None
     protect: bool = False
+    hosted_by: Literal["third-party", "etablissement"] = "third-party"
+    database_namespace: str = ""  # where the FHIR store (and its database's declaration) lives
+    external_database_host: str | None = None  # the FHIR store's database when it is outside the cluster
+    database_backup: DatabaseBackupArgs | None = None
+
+
+def volume_data_fields(data_mover: DataMover) -> dict[str, bool]:
+    """The Velero 1.15 BackupSpec fields that say how volume data is backed up, every one explicit (a field left out
+    takes the Velero server's default, which the rendered objects do not show)."""
+    if data_mover == "csi-snapshot-data-movement":
+        # CSI snapshots, then Velero's built-in data mover (node agent, Kopia) copies them to the backup location.
+        return {"snapshotVolumes": True, "snapshotMoveData": True, "defaultVolumesToFsBackup": False}
+    if data_mover == "file-system-backup":
+        # Every pod volume copied file by file (node agent, Kopia) to the backup location; no snapshot left behind.
+        return {"snapshotVolumes": False, "snapshotMoveData": False, "defaultVolumesToFsBackup": True}
+    # CSI snapshots kept by the storage provider, in the primary region: the weaker setting (dev only).
+    return {"snapshotVolumes": True, "snapshotMoveData": False, "defaultVolumesToFsBackup": False}
+
+
+def database_backup_data(host: str, b: DatabaseBackupArgs) -> dict[str, str]:
+    """The declaration's ConfigMap data: one plain value per key."""
+    data = {"database-host": host, "region": b.region, "region-country": b.region_country,
+            "retention-days": str(b.retention_days), "point-in-time-recovery": "true" if b.point_in_time_recovery else "false"}
+    if b.monthly_retention_days is not None:
+        data["monthly-retention-days"] = str(b.monthly_retention_days)
+    if b.evidence:
+        data["evidence"] = b.evidence
+    return data
 
 
 def scaleway_profile(kms_key_id: str, luks_secret: str, luks_namespace: str, iops: str) -> StorageProfile:
@@ -109,7 +155,7 @@ class HdsStorage(pulumi.ComponentResource):
                 "name": HEALTH_DATA_CLASS,
                 "labels": {**lbl, LABEL_ENCRYPTED: "true" if prof.encrypted else "false",
                            "socle.esante.fr/storage-profile": prof.name},
-                "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-04",
+                "annotations": {ANN_REQUIREMENTS: "HDS-01 HDS-03 HDS-04", ANN_HOSTED_BY: args.hosted_by,
                                 ANN_REGION_COUNTRIES: json.dumps(dict(sorted(args.region_countries.items())), separators=(",", ":"))},
             },
             provisioner=prof.provisioner,
@@ -124,7 +170,8 @@ class HdsStorage(pulumi.ComponentResource):
             f"{name}-snapshot-class",
             api_version="snapshot.storage.k8s.io/v1",
             kind="VolumeSnapshotClass",
-            metadata={"name": HEALTH_DATA_CLASS, "labels": lbl},
+            # Velero takes, for each CSI driver, the VolumeSnapshotClass labelled for it (BCK-01).
+            metadata={"name": HEALTH_DATA_CLASS, "labels": {**lbl, VELERO_SNAPSHOT_CLASS_LABEL: "true"}},
             fields={"driver": prof.snapshot_driver, "deletionPolicy": "Retain"},
             opts=child(self),
         )
@@ -162,10 +209,22 @@ class HdsStorage(pulumi.ComponentResource):
                         "template": {
                             "includedNamespaces": sorted(b.included_namespaces),
                             "storageLocation": "socle-second-region",
-                            "snapshotVolumes": True,
+                            **volume_data_fields(b.data_mover),
                             "ttl": _ttl(ttl_days),
                         },
                     },
                     opts=child(self),
                 )
+        if args.external_database_host and args.database_backup is not None:
+            # The database lives outside the cluster: Velero does not back it up. What its provider keeps, where and
+            # how long, is the stack's statement; the audit judges it and reports it as declared, never as passed.
+            k8s.core.v1.ConfigMap(
+                f"{name}-database-backup",
+                metadata={"name": DATABASE_BACKUP, "namespace": args.database_namespace,
+                          "labels": {**lbl, LABEL_DECLARATION: DATABASE_BACKUP,
+                                     LABEL_REGION_COUNTRY: args.database_backup.region_country},
+                          "annotations": {ANN_REQUIREMENTS: "BCK-01 HDS-01"}},
+                data=database_backup_data(args.external_database_host, args.database_backup),
+                opts=child(self),
+            )
         self.register_outputs({"storage_class": HEALTH_DATA_CLASS})

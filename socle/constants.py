@@ -42,6 +42,22 @@ INS_SYSTEMS = {
 }
 INS_NON_PRODUCTION = frozenset({INS_SYSTEMS["TEST"], INS_SYSTEMS["DEMO"]})
 
+# FHIR-04 / INS-01: FR Core (hl7.fhir.fr.core, FHIR 4.0.1) and the INS rule. « Le matricule INS ne peut être véhiculé
+# que dans le cas d'une identité qualifiée » (FR Core Patient-INS profile): INS ⇒ identity status VALI. FR Core's
+# invariant fr-core-1 is the converse (VALI ⇒ INS), so the kit states this one as its own FHIRPath rule. An identifier
+# of an INS system typed NH is FR Core Patient's NSS slice (the billing NIR, same OID), not an INS.
+FR_CORE_PACKAGE = "hl7.fhir.fr.core"
+FR_CORE_CANONICAL = "https://hl7.fr/ig/fhir/core"
+FR_CORE_IDENTITY_RELIABILITY = f"{FR_CORE_CANONICAL}/StructureDefinition/fr-core-identity-reliability"
+INS_QUALIFIED_RULE_ID = "socle-ins-1"
+INS_QUALIFIED_RULE = (
+    "identifier.where(("
+    + " or ".join(f"system = '{s}'" for s in INS_SYSTEMS.values())
+    + ") and type.coding.where(system = 'http://terminology.hl7.org/CodeSystem/v2-0203' and code = 'NH').empty())"
+    f".exists() implies extension('{FR_CORE_IDENTITY_RELIABILITY}').extension('identityStatus')"
+    ".value.exists(code = 'VALI')"
+)
+
 # HDS-01: European Economic Area (EU 27 + Iceland, Liechtenstein, Norway), ISO 3166-1 alpha-2.
 EEA_COUNTRIES = frozenset(
     "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split()
@@ -115,4 +131,11 @@ ANN_KIT_VERSION = f"{LABEL_PREFIX}/kit-version"
 ANN_ALLOWED_REGISTRIES = f"{LABEL_PREFIX}/allowed-registries"
 ANN_REGION_COUNTRIES = f"{LABEL_PREFIX}/region-countries"
 ANN_ROUTES = f"{LABEL_PREFIX}/routes"
+# On a Secret the program makes from the stack's encrypted configuration: the parameter it comes from.
+ANN_SECRET_SOURCE = f"{LABEL_PREFIX}/secret-source"
+ANN_HOSTED_BY = f"{LABEL_PREFIX}/hosted-by"  # HDS-03: third-party | etablissement (on the health-data StorageClass)
+LABEL_DECLARATION = f"{LABEL_PREFIX}/declaration"  # a ConfigMap that carries a statement of the stack, not a file
+DATABASE_BACKUP = "database-backup"  # BCK-01/HDS-01: the external database's provider backups, as the stack declares them
+# Velero's CSI support takes the VolumeSnapshotClass of a driver that carries this label (velero.io "CSI Support").
+VELERO_SNAPSHOT_CLASS_LABEL = "velero.io/csi-volumesnapshot-class"
 ANN_MAILBOX_PURGE_DAYS = f"{LABEL_PREFIX}/mailbox-purge-days"

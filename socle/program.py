@@ -8,7 +8,8 @@ import json
 
 import pulumi
 
-from .stackfile import CONFIG_NS, SECRET_REFUSED, StackError, project_root, secure_paths, validate_config
+from .secretvalue import NOT_ENCRYPTED
+from .stackfile import CONFIG_NS, SECRET_REFUSED, StackError, project_root, validate_config
 
 
 def check_stack_file(stack_file: str) -> None:
@@ -24,12 +25,15 @@ def check_stack_file(stack_file: str) -> None:
         doc = load_stack_file(path, stack_file)
     except StackError as exc:
         raise pulumi.RunError("invalid stack file:\n" + "\n".join(str(p) for p in exc.problems)) from None
-    # The engine hands the program decrypted values: a secret the stack file encrypted is refused where the kit
-    # would write it in clear (the same rule `socle validate` applies to the file).
-    params = ((doc.get("config") or {}) if isinstance(doc, dict) else {}).get(f"{CONFIG_NS}:params")
-    refused = [f"{stack_file}:config.{CONFIG_NS}:params.{p}: {SECRET_REFUSED}" for p in secure_paths(params)]
-    if refused:
-        raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(refused))
+    # The engine hands the program decrypted values: the stack file itself must hold every secret encrypted, and
+    # only where the kit takes a secret (the rules `socle validate` applies to the file).
+    config = (doc.get("config") or {}) if isinstance(doc, dict) else {}
+    if isinstance(config, dict) and isinstance(config.get(f"{CONFIG_NS}:params"), dict):
+        _, _, problems = validate_config(config, stack_file)
+        refused = [str(p) for p in problems if p.message in (SECRET_REFUSED, NOT_ENCRYPTED)
+                   or p.message.startswith(NOT_ENCRYPTED)]
+        if refused:
+            raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(refused))
 
 
 def run() -> None:
@@ -47,7 +51,7 @@ def run() -> None:
             raw[f"{CONFIG_NS}:params"] = json.loads(params)
         except json.JSONDecodeError:
             raw[f"{CONFIG_NS}:params"] = params
-    bp, model, problems = validate_config(raw, stack_file)
+    bp, model, problems = validate_config(raw, stack_file, decrypted=True)
     if problems or bp is None or model is None:
         raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(str(p) for p in problems))
     from components.grammar import GrammarError

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from blueprints import Blueprint, registry
 
+from .secretvalue import DECRYPTED
+
 CONFIG_NS = "socle"
 KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit"}
 # The providers the kit's program uses, with the configuration keys each one reads (from its schema: the
@@ -138,7 +140,7 @@ def secure_paths(tree: Any, path: str = "") -> list[str]:
 
 SECRET_REFUSED = ("holds an encrypted value (`pulumi config set --secret`), but this key takes no secret: its value is "
                   "written in clear into a configuration file or an object. Keep the secret in a Kubernetes Secret and "
-                  "give its name here")
+                  "give its name here, or use the key made for the secret (README: secrets)")
 
 
 def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem]]:
@@ -163,7 +165,7 @@ def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem
     return (cfg if not problems else None), problems
 
 
-def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel | None, list[Problem]]:
+def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Blueprint | None, BaseModel | None, list[Problem]]:
     """Validate the `config:` mapping of a stack file; returns (blueprint, params, problems)."""
     problems: list[Problem] = []
 
@@ -207,19 +209,22 @@ def validate_config(config: Any, file: str) -> tuple[Blueprint | None, BaseModel
         return bp, None, problems
 
     prefix = f"config.{CONFIG_NS}:params"
+    # An encrypted value (`{secure: ...}`) is accepted where the model takes a secret (socle.secretvalue), refused
+    # by its key path anywhere else; `decrypted`: the engine's run of the program, which gets clear values.
     encrypted = secure_paths(params_raw)
-    for path in encrypted:
-        add(f"{prefix}.{path}", SECRET_REFUSED)
     try:
-        params = bp.model.model_validate_json(json.dumps(params_raw, default=str))
+        params = bp.model.model_validate_json(json.dumps(params_raw, default=str), context={DECRYPTED: decrypted})
     except ValidationError as exc:
+        refused = set()
         for err in exc.errors():
             loc = _loc(tuple(err["loc"]))
-            if loc in encrypted or any(loc.startswith(f"{e}.") for e in encrypted):
-                continue  # said above
+            secret = next((e for e in encrypted if loc == e or loc.startswith((f"{e}.", f"{e}["))), None)
+            if secret is not None:
+                if secret not in refused:
+                    refused.add(secret)
+                    add(f"{prefix}.{secret}", SECRET_REFUSED)
+                continue
             add(f"{prefix}.{loc}" if loc else prefix, _message(err))
-        return bp, None, problems
-    if encrypted:
         return bp, None, problems
     for path, message in bp.refusals(params):
         add(f"{prefix}.{path}", message)

@@ -708,8 +708,9 @@ CLAIMS: dict[str, list[tuple[str, Fixture]]] = {
 }
 
 
-# Fixtures of the controls reworked for issue 11 live beside their area while they are built: each module may define
-# FAILING, PASSING and CLAIMS; an entry replaces this file's entry for the same control ID.
+# The fixtures of some areas live in their own module (tests/fixtures_<area>.py: the authorization server, the
+# MSSanté relay, backups, FHIR): each may define FAILING, PASSING, CLAIMS and RENDER_VERDICTS; an entry replaces this
+# file's entry for the same control ID.
 AREA_MODULES = ("tests.fixtures_authz", "tests.fixtures_mss", "tests.fixtures_backup", "tests.fixtures_fhir")
 
 

@@ -79,7 +79,9 @@ def test_snapshot_without_gateway_relay_and_fhir_namespaces_fails_with_the_stack
     assert {str(f.obj) for f in results["TRACE-01"].missing} == {f"Namespace/{n}" for n in gone}
     # A control that finds nothing to judge cannot say not-applicable while a block is absent.
     assert not any(r.status == "not-applicable" and not r.findings for r in audit.results)
-    assert not any(r.status == "pass" for r in audit.results if r.control.family in ("API", "PSC", "FHIR", "MSS"))
+    # API-02 is judged on the authorization server's realm, whose namespace (chdemo-authz) is in the evidence.
+    assert not any(r.status == "pass" for r in audit.results
+                   if r.control.family in ("API", "PSC", "FHIR", "MSS") and r.control.id != "API-02")
 
 
 def test_a_control_with_nothing_to_judge_and_an_absent_block_is_evidence_missing():
@@ -153,13 +155,13 @@ def test_a_stack_recognises_its_namespaces_by_name_when_no_namespace_carries_the
     audit = _audit(objs)  # the stack's inventory names them
     k = _results(audit)["K8S-01"]
     assert {f.obj.name for f in k.failures + [f for f, _ in k.waived] if "without the label" in f.reason} == {
-        "chdemo-gateway", "chdemo-fhir", "chdemo-mss", "chdemo-audit"}
+        "chdemo-gateway", "chdemo-fhir", "chdemo-mss", "chdemo-audit", "chdemo-authz"}
 
 
 def test_stack_inventory_names_one_namespace_per_block():
     cfg = rendered_stack("demo")[0].audit
     assert runner.expected_namespaces(cfg) == {"chdemo-gateway": "gateway", "chdemo-fhir": "fhir",
-                                               "chdemo-mss": "mss", "chdemo-audit": "audit"}
+                                               "chdemo-mss": "mss", "chdemo-audit": "audit", "chdemo-authz": "authz"}
 
 
 def test_json_report_carries_the_evidence_missing_status():
@@ -336,7 +338,7 @@ def test_the_audit_states_its_coverage():
             and not (o["kind"] == "Namespace" and o["metadata"]["name"] == "chdemo-mss")]
     _drop(objs, "ConfigMap", "gateway-nginx")
     cov = _audit(objs).coverage
-    assert cov["namespaces_expected"] == ["chdemo-audit", "chdemo-fhir", "chdemo-gateway", "chdemo-mss"]
+    assert cov["namespaces_expected"] == ["chdemo-audit", "chdemo-authz", "chdemo-fhir", "chdemo-gateway", "chdemo-mss"]
     assert cov["namespaces_missing"] == ["chdemo-mss"]
     assert cov["kinds_in_scope"]["Deployment"] >= 3 and cov["objects_in_scope"] == sum(cov["kinds_in_scope"].values())
     assert any("ConfigMap chdemo-gateway/gateway-nginx" in m for m in cov["configurations"]["nginx"]["missing"])
@@ -441,6 +443,6 @@ def test_the_report_shows_coverage_and_reservations(tmp_path):
     page = reports.to_html(audit, None, lang="en")
     assert "Evidence coverage" in page and "Expected namespaces missing from the evidence" in page
     assert "<strong>chdemo-mss</strong>" in page
-    assert "8 documentary requirement(s) without recorded evidence (manual: missing)" in page
+    assert "7 documentary requirement(s) without recorded evidence (manual: missing)" in page
     md = reports.to_markdown(audit, None, lang="fr")
     assert "4 exigence(s) satisfaite(s) seulement par la déclaration du fichier de stack (déclaré)" in md

@@ -101,7 +101,9 @@ def test_gateway_renders_tls_mtls_hsts_limits_and_no_bodies():
     assert "return 308 https://$host$request_uri;" in conf
     assert "$request_body" not in conf and "request_id" in conf
     o2 = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("oauth2-proxy-"))["data"]["oauth2-proxy.cfg"]
-    assert 'acr_values = "eidas1"' in o2 and 'scope = "openid scope_all"' in o2
+    # The browser session goes through the établissement's authorization server, which asks PSC for `openid
+    # scope_all` (its realm) and checks the acr returned; oauth2-proxy forwards eidas1 and asks the server for openid.
+    assert 'acr_values = "eidas1"' in o2 and 'scope = "openid"' in o2 and "/realms/etablissement" in o2
     assert "cookie_secure = true" in o2 and "ssl_insecure_skip_verify = false" in o2
     for name in ("gateway", "oauth2-proxy"):
         assert_hardened(one(objs, "Deployment", name))
@@ -227,7 +229,7 @@ def test_fhir_store_external_database_creates_no_database_and_no_credentials():
 
 
 def _relay_args(**kw):
-    base = dict(kit_version="t", namespace="t-mss", image="docker.io/boky/postfix:v4.4.0", tools_image="docker.io/library/alpine:3.21.3",
+    base = dict(kit_version="t", namespace="t-mss", image="docker.io/boky/postfix:v4.4.0",
                 syslog_image="docker.io/rsyslog/rsyslog:2025-06", replicas=1, hostname="mss.example.test",
                 authorized_domains=["b.mssante.test", "a.mssante.test"], domain_list_url="https://list.example.test/domains",
                 require_client_certificate=True, server_secret="s", client_secret="c", trust_bundle_secret="t",

@@ -6,6 +6,7 @@ render with an independent reading of the language."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -58,8 +59,11 @@ def _nginx_shape(text: str):
 
 
 def _keys(tree, prefix=""):
+    """Every key path of a document; list items by index (their number is part of the shape)."""
     if isinstance(tree, dict):
         return sorted(k2 for k, v in tree.items() for k2 in [f"{prefix}.{k}"] + _keys(v, f"{prefix}.{k}"))
+    if isinstance(tree, list):
+        return sorted(k2 for i, v in enumerate(tree) for k2 in [f"{prefix}[{i}]"] + _keys(v, f"{prefix}[{i}]"))
     return []
 
 
@@ -83,7 +87,11 @@ def shape(name: str, text: str):
         return [len(row) for row in configs.pg_hba(text)]
     if name.startswith("relay/maps/"):
         return [len(line.split()) for line in text.splitlines()]
-    if base in ("crl-urls", "domain-list-url"):
+    if base == "realm.json":  # Keycloak's realm: its structure (keys, list lengths), whatever the values
+        return _keys(json.loads(text))
+    if base == "refresh.json":
+        return sorted(json.loads(text))
+    if base == "crl-urls":
         return len(text.splitlines())
     return text  # scripts and logback.xml carry no stack value: byte for byte the kit's
 
@@ -177,7 +185,7 @@ def test_net_catches_a_transport_entry_injected_in_a_map(monkeypatch):
     params = loosened(params_of(DEMO), "relay.next_hop", "[mx.example.test]:25\nchdemo.mssante.fr discard:")
     with pytest.raises(GrammarError) as exc:
         BP.config_files(params)
-    assert exc.value.file == "transport"
+    assert exc.value.file == "main.cf"  # next_hop is the relayhost
     assert value_paths(params.model_dump(), exc.value.values) == ["relay.next_hop"]
 
 
@@ -251,12 +259,15 @@ def test_a_loosened_model_still_cannot_rewrite_the_database_url():
     assert value_paths(params.model_dump(), exc.value.values) == ["fhir.database.host"]
 
 
-@pytest.mark.parametrize("path,value,file,key", [
-    ("psc.client_id", 'x"\nextra_jwt_issuers = ["https://evil.example=a"]\nskip_auth_routes = ["^/"]\n#',
-     "gateway/oauth2-proxy.cfg", "client_id"),
+def _psc_client_id(text: str) -> str:
+    return next(i["config"]["clientId"] for i in json.loads(text)["identityProviders"] if i["alias"] == "psc")
+
+
+@pytest.mark.parametrize("path,value,file,read", [
+    ("psc.client_id", 'x","clientSecret":"leaked","syncMode":"FORCE","z":"', "authz/realm.json", _psc_client_id),
     ("organisation.name", "CH\ninclude /etc/passwd;", "gateway/nginx.conf", None),
 ])
-def test_a_loosened_model_leaves_structured_values_confined_or_stops(path, value, file, key):
+def test_a_loosened_model_leaves_structured_values_confined_or_stops(path, value, file, read):
     params = loosened(params_of(DEMO), path, value)
     try:
         files = BP.config_files(params)
@@ -264,8 +275,8 @@ def test_a_loosened_model_leaves_structured_values_confined_or_stops(path, value
         assert value_paths(params.model_dump(), exc.values) == [path]
         return
     assert shapes(files) == BASELINE["demo"]
-    if key:
-        assert tomllib.loads(files[file])[key] == value
+    if read:
+        assert read(files[file]) == value
 
 
 def test_the_cli_names_the_parameter_when_the_net_stops_a_render(monkeypatch, tmp_path, capsys):
@@ -284,7 +295,7 @@ def test_the_cli_names_the_parameter_when_the_net_stops_a_render(monkeypatch, tm
     monkeypatch.chdir(ROOT)
     res = CliRunner().invoke(app, ["render", "demo", "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
-    assert "config.socle:params.relay.next_hop: cannot be written in transport" in res.output
+    assert "config.socle:params.relay.next_hop: cannot be written in main.cf" in res.output
     assert not (tmp_path / "out").exists() and "Traceback" not in res.output
 
 
@@ -369,6 +380,9 @@ def test_hostile_strings_are_refused_by_key_or_confined_to_their_slot(path, data
         config = copy.deepcopy(base)
         raw = config["socle:params"]
         current = _get(DUMPS[name], path) or ENABLE.get(path) or "abc.example.fr"
+        if path.startswith("fhir.database.provider_backup.") and _get(raw, "fhir.database.provider_backup") is None:
+            _set(raw, "fhir.database.provider_backup", {"region": {"name": "fr-srr", "country": "FR"}, "retention_days": 35,
+                                                        "monthly_retention_days": 180, "point_in_time_recovery": True})
         if path == "gateway.apis[0].service" or path == "gateway.apis[0].namespace":
             for k, v in (("backend", None), ("service", "app"), ("namespace", "apps"), ("port", 8080)):
                 _set(raw, f"gateway.apis[0].{k}", v)

@@ -123,3 +123,36 @@ def test_esc_environments_are_named_for_the_values_the_stack_file_lacks(tmp_path
     params = yaml.safe_load(DEMO.read_text())["config"]["socle:params"]
     st = load(str(write_stack(tmp_path, doc, "esc")), resolved={"socle:params": params})
     assert st.environments == ("chdemo/production-secrets",) and st.params.organisation.short_name == "chdemo"
+
+
+def test_an_encrypted_api_key_is_accepted_where_the_kit_takes_a_secret_and_never_rendered(tmp_path):
+    from socle.render import render_files, run_program
+
+    def encrypt(p):
+        p.setdefault("fhir", {})["annuaire_api_key"] = {"secure": "v1:3Jd0W0w8ZtM=:v1:q2bE0W6bPp0aQ3Ht:9yl1r2aK8uWzXw=="}
+    st = load(str(write_stack(tmp_path, mutated(DEMO, encrypt))))
+    assert repr(st.params.fhir.annuaire_api_key) == "SecretValue(<hidden>)"
+    files = render_files(st, run_program(st))
+    [entry] = [s for s in yaml.safe_load(files["secrets-required.yaml"])["secrets"] if s["name"] == "annuaire-sante-api-key"]
+    assert entry["keys"] == ["api-key"] and "encrypted parameter fhir.annuaire_api_key" in entry["source"]
+    assert not any("v1:3Jd0W0w8ZtM" in text for text in files.values())
+
+
+def test_a_secret_in_clear_in_the_stack_file_is_refused_without_echoing_it(tmp_path):
+    def clear(p):
+        p.setdefault("fhir", {})["annuaire_api_key"] = "clear-api-key-value"
+    path = write_stack(tmp_path, mutated(DEMO, clear))
+    found = dict(problems_of(path))
+    assert "must be encrypted in the stack file" in found[f"{P}.fhir.annuaire_api_key"]
+    run = subprocess.run(["socle", "validate", str(path)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and "clear-api-key-value" not in run.stdout + run.stderr
+
+
+def test_the_engine_gets_the_secret_decrypted_and_the_model_never_prints_it():
+    from socle.stackfile import validate_config
+
+    config = yaml.safe_load(DEMO.read_text())["config"]
+    config["socle:params"].setdefault("fhir", {})["annuaire_api_key"] = "decrypted-by-the-engine"
+    _, params, problems = validate_config(config, "Pulumi.demo.yaml", decrypted=True)
+    assert problems == [] and params.fhir.annuaire_api_key.value == "decrypted-by-the-engine"
+    assert "decrypted-by-the-engine" not in json.dumps(params.model_dump()) + repr(params)

@@ -114,5 +114,5 @@ def test_secrets_required_lists_generated_and_provided_secrets():
     doc = yaml.safe_load(files["secrets-required.yaml"])
     by_name = {(s["namespace"], s["name"]): s for s in doc["secrets"]}
     assert by_name[("chuex-fhir", "hapi-database")]["keys"] == ["password", "username"]
-    assert "provided by you" in by_name[("chuex-gateway", "psc-client")]["source"]
+    assert "provided by you" in by_name[("chuex-authz", "psc-client")]["source"]
     assert "generated" in by_name[("chuex-gateway", "oauth2-proxy-cookie")]["source"]

@@ -20,9 +20,12 @@ from tests.conftest import IN_CI, EXAMPLE_STACKS, TERMINAL_NOTES, rendered_stack
 
 CORE = {"TLS-01", "TLS-02", "TLS-03", "API-01", "API-03", "GW-04", "GW-05", "GW-06", "MSS-01", "MSS-02", "MSS-03",
         "MSS-04", "MSS-05", "MSS-06", "MSS-07", "TRACE-01", "TRACE-02", "TRACE-04", "TRACE-05", "PKI-03", "PKI-04", "K8S-08"}
+# The token chain in real Keycloak + oauth2-proxy + NGINX (socle/verify/authz_chain.py): exchange, binding, acr;
+# a stack with a browser route also proves login, idle expiry and logout reaching the PSC double.
+CHAIN = {"API-02", "API-03", "PSC-02"}
 EXPECTED = {
-    "demo": CORE,  # with the in-cluster PostgreSQL: TLS only, SCRAM, connections logged
-    "chu-exemple-prod": CORE | {"PKI-02"},  # CRL distribution points: the refresher revokes end to end
+    "demo": CORE | CHAIN | {"PSC-01", "PSC-03", "API-04"},  # in-cluster PostgreSQL; a browser route (portail)
+    "chu-exemple-prod": CORE | CHAIN | {"PKI-02"},  # CRL distribution points: the refresher revokes end to end
 }
 
 
@@ -197,7 +200,7 @@ def test_harness_files_are_the_configmaps_with_paths_mapped(tmp_path):
     from components.relay import main_cf
 
     stack, rendered, _ = rendered_stack("demo")
-    data = {k: v for o in rendered.objects if o["kind"] == "ConfigMap" for k, v in o["data"].items()}
+    data = {k: v for o in rendered.objects if o["kind"] == "ConfigMap" for k, v in (o.get("data") or {}).items()}
     args = stack.blueprint.component_args(stack.params)
     assert nginx_conf(args["gateway"]) == data["nginx.conf"]
     assert main_cf(args["relay"]) == data["main.cf"]

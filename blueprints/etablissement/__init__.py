@@ -6,10 +6,20 @@ from pydantic import BaseModel
 
 from blueprints import Blueprint
 from components import auditlog as auditlog_module
+from components import authz as authz_module
 from components import fhir as fhir_module
 from components import gateway as gateway_module
 from components import relay as relay_module
 from components.access import AuditorAccess, AuditorAccessArgs
+from components.authz import (
+    CLUSTER_PORTS,
+    KEYCLOAK_HTTP_PORT,
+    ApiClient,
+    AuthzArgs,
+    AuthzDatabaseArgs,
+    AuthzServer,
+    psc_endpoints,
+)
 from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
 from components.common import AuditTarget, Flow, selector
 from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore
@@ -19,6 +29,7 @@ from components.relay import PSS_EXCEPTION, RELAY_SERVICE_PORTS, SMTP_PORT, Rela
 from components.storage import (
     HEALTH_DATA_CLASS,
     BackupArgs,
+    DatabaseBackupArgs,
     HdsStorage,
     StorageArgs,
     StorageProfile,
@@ -27,13 +38,25 @@ from components.storage import (
 )
 from components.admission import AdmissionArgs, AdmissionPolicies
 from components.zone import Zone, ZoneArgs
+from socle.constants import PSC_SANDBOX_HOST
 from socle import __version__ as KIT_VERSION
+
+from socle.secretvalue import SecretValue
 
 from .model import VERSION, Params, advisories, production_refusals
 from .outputs import outputs
 
+OFFLINE_SECRET = "<encrypted in the stack file: only `socle up` decrypts it>"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 INTERNET = ("0.0.0.0/0",)
+
+
+def secret_input(value: SecretValue | None):
+    """A secret parameter as the component takes it: its clear value when the engine decrypted the stack's
+    configuration; offline (`socle render`), a marker that never leaves the render, which drops Secrets."""
+    if value is None:
+        return None
+    return value.value if value.value is not None else OFFLINE_SECRET
 
 
 def storage_profile(p: Params) -> StorageProfile:
@@ -74,6 +97,7 @@ def component_args(p: Params) -> dict[str, BaseModel]:
         kit_version=KIT_VERSION, namespace=ns["fhir"], image=p.images.fhir, syslog_image=p.images.syslog,
         replicas=p.fhir.replicas, public_host=public_fhir_host, validation=p.fhir.validation_fr_core,
         terminology_server=p.fhir.terminology_server, annuaire_api_key_secret=p.fhir.annuaire_api_key_secret,
+        annuaire_api_key=secret_input(p.fhir.annuaire_api_key),
         ins_systems=p.fhir.ins_systems, memory=p.fhir.memory,
         database=DatabaseArgs(
             mode=db.mode, host=db.host, port=db.port, name=db.name, user=db.user,
@@ -102,20 +126,49 @@ def component_args(p: Params) -> dict[str, BaseModel]:
         crl_refresh_seconds=p.pki.crl_refresh_minutes * 60, tools_image=p.images.tools,
         psc_issuer=p.psc.issuer, psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
         psc_redirect_host=p.psc.redirect_host or p.gateway.apis[0].host, session_lifetime=p.gateway.session_lifetime,
-        audit=audit,
+        audit=audit, authz_host=authz_host(p), authz_realm=p.authz.realm,
+        authz_upstream=f"http://keycloak.{p.namespace('authz')}.svc.cluster.local:{KEYCLOAK_HTTP_PORT}",
+        authz_browser_secret=p.authz.browser_client_secret, authz_owner=p.organisation.owner_group,
+    )
+    authz = AuthzArgs(
+        kit_version=KIT_VERSION, organisation=p.organisation.name, namespace=p.namespace("authz"), image=p.images.keycloak,
+        syslog_image=p.images.syslog, realm=p.authz.realm, public_host=authz_host(p),
+        psc=psc_endpoints(p.psc.issuer, p.psc.wallet_host or wallet_host(p.psc.issuer)),
+        psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
+        browser_redirect_uris=[f"https://{gateway.psc_redirect_host}/oauth2/callback"],
+        browser_client_secret=p.authz.browser_client_secret, browser_secret_namespaces=[ns["gateway"]],
+        api_clients=[ApiClient(client_id=c.client_id, subject_dn=c.subject_dn, issuer_dn=c.issuer_dn) for c in p.authz.api_clients],
+        access_token_lifespan=p.authz.access_token_minutes * 60, sso_idle=p.authz.session_idle_minutes * 60,
+        sso_max=p.authz.session_max_hours * 3600, audit=audit, trust_bundle_secret=p.pki.trust_bundle_secret,
+        replicas=p.authz.replicas,
+        database=None if p.authz.database is None else AuthzDatabaseArgs(
+            host=p.authz.database.host, port=p.authz.database.port, name=p.authz.database.name,
+            credentials_secret=p.authz.database.credentials_secret, ca_secret=p.authz.database.ca_secret),
     )
     relay = RelayArgs(
-        kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay, tools_image=p.images.tools,
+        kit_version=KIT_VERSION, namespace=ns["mss"], image=p.images.relay,
         syslog_image=p.images.syslog, replicas=p.relay.replicas, hostname=p.relay.hostname,
         authorized_domains=p.relay.authorized_domains, domain_list_url=p.relay.domain_list_url,
         refresh_interval_seconds=p.relay.refresh_interval_hours * 3600, mailbox_purge_days=p.relay.mailbox_purge_days,
         require_client_certificate=p.relay.require_client_certificate, client_fingerprints=p.relay.client_fingerprints,
-        next_hop=p.relay.next_hop,
+        next_hop=p.relay.next_hop, mode=p.relay.mode, operator_dn=p.relay.operator_dn,
+        list_min_domains=p.relay.list_min_domains, list_max_shrink_percent=p.relay.list_max_shrink_percent,
+        list_max_invalid_percent=p.relay.list_max_invalid_percent,
         tls_min_version=p.tls.min_version, server_secret=p.pki.relay_server_secret, client_secret=p.pki.relay_client_secret,
         trust_bundle_secret=p.pki.trust_bundle_secret, service_type=p.relay.service_type, storage_class=HEALTH_DATA_CLASS,
         queue_size=p.relay.queue_size, region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
     )
-    return {"auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay}
+    return {"auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay, "authz": authz}
+
+
+def authz_host(p: Params) -> str:
+    """The authorization server's public host: authz.host, else `auth.` + the domain of the first API host."""
+    return p.authz.host or "auth." + p.gateway.apis[0].host.split(".", 1)[1]
+
+
+def wallet_host(issuer: str) -> str:
+    """PSC's wallet (authorization endpoint) of the issuer's environment (DOMAIN-SOURCES.md, psc.properties)."""
+    return "wallet.bas.psc.esante.gouv.fr" if PSC_SANDBOX_HOST in issuer else "wallet.esw.esante.gouv.fr"
 
 
 
@@ -123,7 +176,8 @@ def config_files(p: Params) -> dict[str, str]:
     """Every configuration file the blueprint's pods read, `<block>/<file>`; each is checked against its grammar
     as it is rendered (components.grammar), so `socle validate` finds what `socle render` would refuse."""
     args = component_args(p)
-    modules = {"auditlog": auditlog_module, "fhir": fhir_module, "gateway": gateway_module, "relay": relay_module}
+    modules = {"auditlog": auditlog_module, "fhir": fhir_module, "gateway": gateway_module, "relay": relay_module,
+               "authz": authz_module}
     return {f"{block}/{name}": text for block, module in modules.items() for name, text in module.config_files(args[block]).items()}
 
 
@@ -157,6 +211,21 @@ def build(p: Params) -> dict[str, object]:
         Flow("allow-gateway-to-fhir", gw_pods, "egress", [("TCP", HAPI_PORT)], ns["fhir"], hapi_pods),
         to_audit("allow-gateway-to-auditlog", gw_pods),
     ]
+    # the établissement's authorization server (its own zone): reached from the gateway only; it calls PSC
+    authz_ns = p.namespace("authz")
+    kc_pods = selector("keycloak", authz_ns)
+    gateway_flows.append(Flow("allow-gateway-to-keycloak", gw_pods, "egress", [("TCP", KEYCLOAK_HTTP_PORT)], authz_ns, kc_pods))
+    authz_flows = [
+        Flow("allow-keycloak-from-gateway", kc_pods, "ingress", [("TCP", KEYCLOAK_HTTP_PORT)], ns["gateway"], gw_pods),
+        Flow("allow-keycloak-to-psc", kc_pods, "egress", [("TCP", 443)], peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES),
+    ]
+    if p.authz.database is not None:
+        authz_flows += [
+            Flow("allow-keycloak-to-database", kc_pods, "egress", [("TCP", p.authz.database.port)],
+                 peer_cidrs=[p.authz.database.network]),
+            Flow("allow-keycloak-cluster-in", kc_pods, "ingress", [("TCP", port) for port in CLUSTER_PORTS], authz_ns, kc_pods),
+            Flow("allow-keycloak-cluster-out", kc_pods, "egress", [("TCP", port) for port in CLUSTER_PORTS], authz_ns, kc_pods),
+        ]
     if p.pki.crl_urls:
         gateway_flows.append(Flow("allow-gateway-to-crl", gw_pods, "egress", [("TCP", 80), ("TCP", 443)],
                                   peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES))
@@ -202,6 +271,8 @@ def build(p: Params) -> dict[str, object]:
                                          protect=production)),
         "audit": Zone("zone-audit", ZoneArgs(namespace=ns["audit"], block="auditlog", **stamp, service_accounts=["auditlog"],
                                              flows=audit_flows, protect=production)),
+        "authz": Zone("zone-authz", ZoneArgs(namespace=authz_ns, block="authz", **stamp, service_accounts=["keycloak"],
+                                             flows=authz_flows, protect=production)),
     }
     # Platform layer: the admission policies exist before any workload, so the API server judges the kit's own.
     admission = AdmissionPolicies("admission", AdmissionArgs(allowed_registries=list(p.images.allowed_registries)))
@@ -212,7 +283,8 @@ def build(p: Params) -> dict[str, object]:
     if p.pki.mode == "demo":
         k = p.pki
         leaves = [
-            LeafSpec("gateway", f"gateway.{p.organisation.short_name}", sorted(a.host for a in p.gateway.apis), "server", "health",
+            LeafSpec("gateway", f"gateway.{p.organisation.short_name}",
+                     sorted([a.host for a in p.gateway.apis] + [authz_host(p)]), "server", "health",
                      [(ns["gateway"], k.gateway_server_secret)]),
             LeafSpec("relay", p.relay.hostname, [p.relay.hostname], "both", "health", [(ns["mss"], k.relay_server_secret)]),
             LeafSpec("relay-org-client", f"{p.organisation.name} (FINESS {p.organisation.finess})", [], "client", "health",
@@ -225,7 +297,8 @@ def build(p: Params) -> dict[str, object]:
             pg_host = f"postgres.{ns['fhir']}.svc.cluster.local"
             leaves.append(LeafSpec("postgres", pg_host, [pg_host], "server", "internal", [(ns["fhir"], k.database_server_secret)]))
         bundles = [
-            BundleSpec("health", [(ns["gateway"], k.trust_bundle_secret), (ns["mss"], k.trust_bundle_secret)]),
+            BundleSpec("health", [(ns["gateway"], k.trust_bundle_secret), (ns["mss"], k.trust_bundle_secret),
+                                  (authz_ns, k.trust_bundle_secret)]),
             BundleSpec("health", [(ns["gateway"], k.crl_secret)], with_crl=True),
         ]
         DemoPki("demo-pki", p.organisation.name, leaves, bundles, opts=after_zones)
@@ -239,11 +312,18 @@ def build(p: Params) -> dict[str, object]:
             s3_url=b.s3_url, region=b.region.name, region_country=b.region.country, credential_secret=b.credential_secret,
             included_namespaces=[ns["fhir"], ns["mss"], ns["audit"]],
             daily_schedule=b.daily_schedule, daily_ttl_days=b.daily_ttl_days,
-            monthly_schedule=b.monthly_schedule, monthly_ttl_days=b.monthly_ttl_days,
+            monthly_schedule=b.monthly_schedule, monthly_ttl_days=b.monthly_ttl_days, data_mover=b.data_mover,
         )
+    pb = db.provider_backup if db.mode == "external" else None
     storage = HdsStorage("hds-storage", StorageArgs(
         profile=profile, region_label=p.hosting.region_label, regions=regions,
-        region_countries={r.name: r.country for r in p.hosting.regions}, backup=backup, protect=production))
+        region_countries={r.name: r.country for r in p.hosting.regions}, backup=backup, protect=production,
+        hosted_by=p.hosting.hosted_by, database_namespace=ns["fhir"],
+        external_database_host=db.host if db.mode == "external" else None,
+        database_backup=None if pb is None else DatabaseBackupArgs(
+            region=pb.region.name, region_country=pb.region.country, retention_days=pb.retention_days,
+            monthly_retention_days=pb.monthly_retention_days, point_in_time_recovery=pb.point_in_time_recovery,
+            evidence=pb.evidence)), opts=after_zones)
     after_storage = pulumi.ResourceOptions(depends_on=[z.namespace for z in zones.values()] + [storage.storage_class])
 
     args = component_args(p)
@@ -251,10 +331,12 @@ def build(p: Params) -> dict[str, object]:
     fhir = FhirStore("fhir", args["fhir"], opts=after_storage)
     gateway = Gateway("gateway", args["gateway"], opts=after_zones)
     relay = Relay("relay", args["relay"], opts=after_storage)
+    authz = AuthzServer("authz", args["authz"], opts=after_zones)
 
     pulumi.export("namespaces", ns)
     pulumi.export("blueprint", {"name": "etablissement", "version": VERSION, "profile": p.profile})
-    return {"zones": zones, "storage": storage, "auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay}
+    return {"zones": zones, "storage": storage, "auditlog": auditlog, "fhir": fhir, "gateway": gateway, "relay": relay,
+            "authz": authz}
 
 
 BLUEPRINT = Blueprint(

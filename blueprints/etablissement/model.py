@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from socle.secretvalue import SecretValue
+
 from socle.constants import (
     ANS_TERMINOLOGY_SERVER,
     EEA_COUNTRIES,
@@ -200,6 +202,11 @@ class Hosting(Strict):
         default_factory=lambda: [Region(name="fr-par", country="FR")], min_length=1, max_length=10,
         description="Regions where health data may be stored (HDS-01)",
     )
+    hosted_by: Literal["third-party", "etablissement"] = Field(
+        default="third-party",
+        description="HDS-03: who hosts the health data: a third-party host (which must be HDS-certified) or the "
+                    "établissement itself on its own infrastructure (CSP L.1111-8: certification applies to a host "
+                    "acting for a third party; HDS-03 is then not applicable)")
 
 
 class GenericCsi(Strict):
@@ -246,12 +253,21 @@ class Backup(Strict):
     daily_ttl_days: int = Field(default=30, ge=7, le=3650)
     monthly_schedule: Cron = "0 3 1 * *"
     monthly_ttl_days: int = Field(default=180, ge=30, le=3650)
+    data_mover: Literal["csi-snapshot-data-movement", "file-system-backup", "snapshots-in-place"] = Field(
+        default="csi-snapshot-data-movement",
+        description="BCK-01: how volume data reaches the backup location: CSI snapshots moved there by Velero's data "
+                    "mover (node agent), or file-system backup (Kopia, node agent); snapshots-in-place leaves the data "
+                    "with the storage provider in the primary region (a weaker setting, reported by the audit, "
+                    "refused in production)")
 
 
 class Images(Strict):
     gateway: Image = "docker.io/nginxinc/nginx-unprivileged:1.27.4-alpine"
-    oauth2_proxy: Image = "quay.io/oauth2-proxy/oauth2-proxy:v7.8.1"
-    fhir: Image = "docker.io/hapiproject/hapi:v8.0.0"
+    # the version socle.cluster.build builds and `socle verify` runs (controlplane/oauth2-proxy)
+    oauth2_proxy: Image = "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6"
+    # the établissement's authorization server; socle verify runs the same version (socle/verify/keycloak.py)
+    keycloak: Image = "quay.io/keycloak/keycloak:26.7.3"
+    fhir: Image = "docker.io/hapiproject/hapi:v8.8.0-1"  # socle/fhir/hapi_properties.json: its property names
     postgres: Image = "docker.io/library/postgres:16.6-alpine3.21"
     relay: Image = "docker.io/boky/postfix:v4.4.0"
     syslog: Image = "docker.io/rsyslog/rsyslog:2025-06"
@@ -321,7 +337,8 @@ class Gateway(Strict):
     hsts_max_age: int = Field(default=HSTS_MIN_MAX_AGE, ge=0, le=10 * 366 * 86400)
     service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
     apis: list[Api] = Field(min_length=1, max_length=50)
-    session_lifetime: str = Field(default="8h", pattern=r"^[0-9]{1,4}[hm]$", description="API-04: browser session cookie lifetime")
+    session_lifetime: str = Field(default="4h", pattern=r"^[0-9]{1,4}[hm]$",
+                                  description="API-04: browser session cookie lifetime (PSC sessions: 4 h at most)")
 
 
 class Psc(Strict):
@@ -332,6 +349,58 @@ class Psc(Strict):
         default="secret", description="PSC-03: oauth2-proxy authenticates with the client secret (mTLS client auth is not offered by it)"
     )
     redirect_host: Host | None = Field(default=None, description="Host of the /oauth2/callback (default: first API host)")
+    wallet_host: Host | None = Field(
+        default=None, description="PSC-04: host of PSC's wallet authorization endpoint (default: the wallet of the issuer's "
+                                  "environment: wallet.esw.esante.gouv.fr, or wallet.bas.psc.esante.gouv.fr for the sandbox)")
+
+
+class AuthzClient(Strict):
+    """API-02: an API client (software of another organisation) and its IGC-Santé ORG certificate."""
+    client_id: Annotated[str, _full(re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}"), "must be a client id (letters, digits, ._:-)", 100)]
+    subject_dn: Annotated[str, _full(re.compile(r"[A-Za-z0-9 .,=@'()+/:_-]{3,500}"), "must be an RFC 2253 DN", 500)] = Field(
+        description="API-02: subject DN of the client's certificate, RFC 2253 (`openssl x509 -noout -subject -nameopt RFC2253`)")
+    issuer_dn: Annotated[str, _full(re.compile(r"[A-Za-z0-9 .,=@'()+/:_-]{3,500}"), "must be an RFC 2253 DN", 500)] = Field(
+        description="API-02: subject DN of the CA that issued it (RFC 2253)")
+
+
+class AuthzDatabase(Strict):
+    """K8S-09: the external PostgreSQL database the authorization server's replicas share (sessions, users)."""
+    host: Annotated[str, AfterValidator(_db_host)] = Field(description="host name or IP address")
+    port: int = Field(default=5432, ge=1, le=65535)
+    name: str = Field(default="keycloak", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    credentials_secret: SecretName = Field(description="existing Secret with username/password")
+    ca_secret: SecretName = Field(description="Secret with ca.crt of the database server")
+    network: Cidr = Field(description="network of the database (egress allow rule)")
+
+
+class Authz(Strict):
+    """The établissement's authorization server (Keycloak): PSC broker, RFC 8693 exchange, RFC 8705 bound tokens."""
+    replicas: int = Field(default=1, ge=1, le=10, description="K8S-09: 2 or more need authz.database")
+    database: AuthzDatabase | None = Field(
+        default=None, description="K8S-09: external PostgreSQL shared by the replicas; none: one replica keeping its "
+                                  "sessions in memory (the realm is imported at each start), dev only")
+    host: Host | None = Field(default=None, description="Public host of the authorization server on the gateway (default: "
+                                                        "`auth.` + the domain of the first API host)")
+    realm: DnsLabel = "etablissement"
+    access_token_minutes: int = Field(default=60, ge=60, le=240, description="API-03: API token lifetime, 1 to 4 h")
+    session_idle_minutes: int = Field(default=30, ge=5, le=30, description="API-04: SSO session idle timeout (PSC: 30 min)")
+    session_max_hours: int = Field(default=4, ge=1, le=4, description="API-04: SSO session maximum (PSC: 4 h)")
+    browser_client_secret: SecretName = Field(default="oauth2-proxy-keycloak-client",
+                                              description="PSC-03: Secret (key client-secret) of oauth2-proxy's client at the "
+                                                          "authorization server, generated by the program in both namespaces")
+    api_clients: list[AuthzClient] = Field(default_factory=list, max_length=100)
+
+
+class ProviderBackup(Strict):
+    """BCK-01/HDS-01: what the provider of an external database says of its backups (the audit cannot see them)."""
+
+    region: Region = Field(description="Region (and its country) where the provider keeps the database's backups")
+    retention_days: int = Field(ge=1, le=3650, description="BCK-01: days the daily backups are kept (floor 30)")
+    monthly_retention_days: int | None = Field(
+        default=None, ge=1, le=3650,
+        description="BCK-01: days a monthly copy is kept, if the provider keeps one (else retention_days must reach 180)")
+    point_in_time_recovery: bool = Field(description="The provider can restore the database to any point in time")
+    evidence: Text | None = Field(default=None, description="Reference of the provider's document or setting that says so")
 
 
 class Database(Strict):
@@ -343,6 +412,9 @@ class Database(Strict):
     credentials_secret: SecretName | None = Field(default=None, description="external: existing Secret with username/password")
     ca_secret: SecretName | None = Field(default=None, description="external: Secret with ca.crt of the database server")
     network: Cidr | None = Field(default=None, description="external: network of the database (egress allow rule)")
+    provider_backup: ProviderBackup | None = Field(
+        default=None, description="external: the provider's backups of the database, declared for BCK-01/HDS-01 "
+                                  "(Velero does not back up a database outside the cluster)")
     storage_size: Size = "20Gi"
 
     @model_validator(mode="after")
@@ -359,6 +431,11 @@ class Fhir(Strict):
     validation_fr_core: bool = Field(default=True, description="FHIR-04: validate incoming resources against FR Core")
     terminology_server: HttpsUrl = Field(default=ANS_TERMINOLOGY_SERVER, description="FHIR-02")
     annuaire_api_key_secret: SecretName = Field(default="annuaire-sante-api-key", description="FHIR-03: Secret with key api-key")
+    annuaire_api_key: SecretValue | None = Field(
+        default=None,
+        description="FHIR-03: the Annuaire Santé API key itself, encrypted in the stack file (`pulumi config set --secret "
+                    "--path socle:params.fhir.annuaire_api_key KEY`): `socle up` writes it into the Secret "
+                    "annuaire_api_key_secret. Empty: you create that Secret yourself")
     ins_systems: list[Annotated[str, Field(max_length=100), AfterValidator(_ins_system)]] = Field(
         default_factory=lambda: [INS_SYSTEMS["NIR"], INS_SYSTEMS["NIA"]], min_length=1, max_length=10, description="INS-02 systems accepted"
     )
@@ -371,11 +448,27 @@ class Relay(Strict):
     replicas: int = Field(default=1, ge=1, le=10)
     hostname: Host
     service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
-    authorized_domains: list[Host] = Field(min_length=1, max_length=5000, description="MSS-05: authorized MSSanté domains")
+    mode: Literal["operator", "external-operator"] = Field(
+        default="operator", description="MSS-05: operator = the établissement is a contracted MSSanté operator and delivers "
+                                        "directly to the listed domains; external-operator = every message goes to its operator's relay (next_hop)")
+    operator_contract: Text | None = Field(
+        default=None, description="MSS-05: reference of the ANS MSSanté operator contract (production, mode operator)")
+    authorized_domains: list[Host] = Field(min_length=1, max_length=5000,
+                                           description="MSS-05: authorized MSSanté domains until the first accepted download of the list")
     domain_list_url: HttpsUrl = Field(
-        default="https://annuaire.sante.fr/web/site-pro/extractions-mss", description="MSS-05: ANS list of domains"
+        default="https://espacedeconfiance.mssante.fr/listeblanchemssante.xml",
+        description="MSS-05: the ANS white list of the MSSanté trust space (XML, served under IGC-Santé)"
     )
     refresh_interval_hours: int = Field(default=24, ge=1, le=168, description="MSS-05: how often the domain list is refreshed")
+    list_min_domains: int = Field(default=1000, ge=1, le=1000000,
+                                  description="MSS-05: a downloaded list with fewer domains is refused (the previous list stays)")
+    list_max_shrink_percent: int = Field(default=10, ge=0, le=100,
+                                         description="MSS-05: a list that lost more than this share of the current domains is refused")
+    list_max_invalid_percent: int = Field(default=1, ge=0, le=100,
+                                          description="MSS-05: a list with more entries that are not host names is refused (fewer are skipped)")
+    enforce_operator_dn: bool | None = Field(
+        default=None, description="MSS-05: deliver to a listed domain only to a server whose certificate names the host of "
+                                  "its operator's DN (default: on for direct delivery)")
     require_client_certificate: bool = Field(default=True, description="MSS-06: application mailboxes use the organisation certificate")
     client_fingerprints: list[Fingerprint] = Field(
         default_factory=list, max_length=1000,
@@ -383,9 +476,24 @@ class Relay(Strict):
                     "(`openssl x509 -noout -fingerprint -sha256`); remove one to revoke it",
     )
     next_hop: Annotated[str, AfterValidator(_next_hop)] | None = Field(
-        default=None, description="Fixed next hop [host]:port (default: MX of the domain)")
+        default=None, description="Relay that receives every message, [host]:port (external-operator: the operator's relay, "
+                                  "required; operator: optional, default MX of the domain)")
     queue_size: Size = "5Gi"
     mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
+
+    @model_validator(mode="after")
+    def _mode(self) -> "Relay":
+        if self.mode == "external-operator" and self.next_hop is None:
+            raise ValueError("MSS-05: relay.mode external-operator sends every message to the operator's relay: set relay.next_hop")
+        if self.enforce_operator_dn and self.next_hop is not None:
+            raise ValueError("MSS-05: relay.enforce_operator_dn checks the servers of each listed domain, which only direct "
+                             "delivery reaches (mode operator without next_hop)")
+        return self
+
+    @property
+    def operator_dn(self) -> bool:
+        """Whether each listed domain's operator certificate name is enforced (on by default for direct delivery)."""
+        return self.enforce_operator_dn if self.enforce_operator_dn is not None else self.next_hop is None
 
 
 class AuditLog(Strict):
@@ -403,7 +511,7 @@ class Auditors(Strict):
     live_checks: bool = Field(default=False, description="Also grant the group exec into the kit's pods for live host checks")
 
 
-BLOCKS = ("gateway", "fhir", "mss", "audit")
+BLOCKS = ("gateway", "fhir", "mss", "audit", "authz")
 # The gateway's own egress flows are NetworkPolicies `allow-gateway-to-<name>`: an external API may not take one.
 RESERVED_API_NAMES = ("oauth2-proxy", "fhir", "auditlog", "crl")  # one namespace each: `<short_name>-<block>`
 
@@ -419,6 +527,7 @@ class Params(Strict):
     pki: Pki = Field(default_factory=Pki)
     gateway: Gateway
     psc: Psc
+    authz: Authz = Field(default_factory=Authz)
     fhir: Fhir = Field(default_factory=Fhir)
     relay: Relay
     audit: AuditLog = Field(default_factory=AuditLog)
@@ -461,6 +570,9 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
         ref = getattr(p.images, field_name)
         if image_registry(ref) not in p.images.allowed_registries:
             out.append((f"images.{field_name}", f"K8S-05: registry {image_registry(ref)} is not in images.allowed_registries"))
+    if p.authz.replicas > 1 and p.authz.database is None:
+        out.append(("authz.replicas", "K8S-09: replicas of the authorization server must share a database (authz.database): "
+                    "each would otherwise hold its own sessions"))
     for i, api in enumerate(p.gateway.apis):
         if not api.requires_mtls and not api.token_validation:
             out.append((f"gateway.apis[{i}]", f"GW-02: route '{api.name}' would have no authentication (mtls or token_validation)"))
@@ -476,11 +588,19 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
     for i, api in enumerate(p.gateway.apis):
         if api.sensitivity == "sensitive" and not api.requires_mtls:
             out.append((f"gateway.apis[{i}].mtls", f"API-01: sensitive route '{api.name}' must verify client certificates"))
+        if api.backend == "fhir" and (api.sensitivity != "sensitive" or not api.requires_mtls):
+            out.append((f"gateway.apis[{i}].sensitivity", f"API-01: route '{api.name}' serves the FHIR store (patient data): "
+                        "it must be sensitive, with client certificates"))
+    if p.authz.database is None:
+        out.append(("authz.database", "K8S-09: production runs the authorization server on 2 replicas sharing an external "
+                    "database: set authz.database"))
+    elif p.authz.replicas < 2:
+        out.append(("authz.replicas", "K8S-09: stateless services need at least 2 replicas in production"))
     if p.gateway.hsts_max_age < HSTS_MIN_MAX_AGE:
         out.append(("gateway.hsts_max_age", f"TLS-03: HSTS max-age below {HSTS_MIN_MAX_AGE} is refused in production"))
     lifetime = p.gateway.session_lifetime
-    if int(lifetime[:-1]) * (3600 if lifetime.endswith("h") else 60) > 24 * 3600:
-        out.append(("gateway.session_lifetime", "API-04: a browser session longer than 24 h is refused in production"))
+    if int(lifetime[:-1]) * (3600 if lifetime.endswith("h") else 60) > 4 * 3600:
+        out.append(("gateway.session_lifetime", "API-04: a browser session longer than 4 h (PSC's session) is refused in production"))
     if p.audit.retention_days < RETENTION_FLOOR_DAYS:
         out.append(("audit.retention_days", f"TRACE-01: retention below {RETENTION_FLOOR_DAYS} days is refused in production"))
     if p.gateway.replicas < 2:
@@ -497,8 +617,29 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
             out.append(("backup.region.country", f"HDS-01: backup region {p.backup.region.name} is outside the EEA"))
         if p.backup.region.name in {r.name for r in p.hosting.regions}:
             out.append(("backup.region.name", "BCK-01: backups must go to a second region"))
+        if p.backup.data_mover == "snapshots-in-place":
+            out.append(("backup.data_mover", "BCK-01: snapshots in place leave the volume data in the primary region; "
+                        "use csi-snapshot-data-movement or file-system-backup in production"))
     else:
         out.append(("backup.enabled", "BCK-01: backups are mandatory in production"))
+    if p.fhir.database.mode == "external":
+        pb = p.fhir.database.provider_backup
+        if pb is None:
+            out.append(("fhir.database.provider_backup", "BCK-01: declare the external database's provider backups "
+                        "(region, retention, point-in-time recovery): Velero does not back it up"))
+        else:
+            if pb.region.country not in EEA_COUNTRIES:
+                out.append(("fhir.database.provider_backup.region.country",
+                            f"HDS-01: database backup region {pb.region.name} ({pb.region.country}) is outside the EEA"))
+            if pb.region.name in {r.name for r in p.hosting.regions}:
+                out.append(("fhir.database.provider_backup.region.name",
+                            "BCK-01: the database's backups must be kept in a second region"))
+            if pb.retention_days < 30:  # the daily backups of ANS's own platform (Velero 720 h)
+                out.append(("fhir.database.provider_backup.retention_days",
+                            "BCK-01: database backups kept less than 30 days"))
+            if max(pb.retention_days, pb.monthly_retention_days or 0) < 180:  # its monthly backups (4320 h)
+                out.append(("fhir.database.provider_backup.monthly_retention_days",
+                            "BCK-01: no database backup kept 180 days (monthly)"))
     if not p.storage.encrypted:
         out.append(("storage.encrypted", "HDS-04: unencrypted storage is refused in production"))
     elif p.hosting.provider_profile == "generic-csi" and not p.storage.generic_csi.encrypted:
@@ -512,6 +653,12 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
         out.append(("pki.crl_urls", "PKI-02: production mTLS routes need the CRL distribution points so the CRL is refreshed"))
     if not p.fhir.validation_fr_core:
         out.append(("fhir.validation_fr_core", "FHIR-04: FR Core validation must be on in production"))
+    if p.relay.domain_list_url != Relay.model_fields["domain_list_url"].default:
+        out.append(("relay.domain_list_url", "MSS-05: production reads the ANS white list of the MSSanté trust space "
+                    f"({Relay.model_fields['domain_list_url'].default})"))
+    if p.relay.mode == "operator" and not p.relay.operator_contract:
+        out.append(("relay.operator_contract", "MSS-05: direct delivery needs the ANS MSSanté operator contract; give its "
+                    "reference, or set relay.mode external-operator with your operator's relay as relay.next_hop"))
     if not p.relay.require_client_certificate:
         out.append(("relay.require_client_certificate", "MSS-06: application mailboxes must use the organisation certificate"))
     elif not p.relay.client_fingerprints:
@@ -523,6 +670,7 @@ def production_refusals(p: Params) -> list[tuple[str, str]]:
     if p.hosting.provider_profile == "generic-csi" and p.storage.generic_csi.provisioner.endswith((".invalid", ".test", ".example")):
         out.append(("storage.generic_csi.provisioner", "HDS-04: name the real CSI driver of the cluster"))
     return out
+
 
 def advisories(p: Params) -> list[tuple[str, str]]:
     """(key path, message) for valid values that a recommendation advises against: printed, never refused."""

@@ -7,11 +7,11 @@ from typing import Any
 from components.access import AUDITOR_ROLE
 from components.auditlog import SYSLOG_TLS_PORT
 
-from .model import Params
+from .model import BLOCKS, Params
 
 
 def outputs(p: Params) -> dict[str, Any]:
-    ns = {block: p.namespace(block) for block in ("gateway", "fhir", "mss", "audit")}
+    ns = {block: p.namespace(block) for block in BLOCKS}
     return {
         "gatewayHosts": {api.name: api.host for api in p.gateway.apis},
         "relayHost": p.relay.hostname,

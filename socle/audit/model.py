@@ -133,6 +133,8 @@ class Control:
     manual_evidence: str = ""  # what an auditor must see when the control is manual
     max_age_days: int | None = None  # manual: the recorded evidence (its `date`) is at most this old on the day judged
     needs_validity: bool = False  # manual: the document expires (a certificate): `valid_until` is required
+    # manual: why the requirement does not apply to this evidence (then no document is asked for), or None
+    scope: "Callable[[Evidence], str | None] | None" = None
 
     @property
     def manual(self) -> bool:

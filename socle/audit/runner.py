@@ -231,7 +231,10 @@ def _judge(ev: Evidence, ctx: Context, cfg: AuditConfig, controls: list[Control]
     results = []
     for control in controls or catalogue():
         if control.manual:
-            results.append(_manual(control, cfg, ctx.today))
+            reason = control.scope(ev) if control.scope else None
+            # A documentary requirement the evidence shows does not apply (HDS-03 for self-hosting): no document.
+            results.append(ControlResult(control, "not-applicable", notes=[reason]) if reason
+                           else _manual(control, cfg, ctx.today))
             continue
         try:
             findings = list(control.check(ev, ctx))  # type: ignore[misc]

@@ -49,6 +49,9 @@ PULUMI_KUBERNETES = "v4.25.0"
 # socle's own stand-ins (controlplane/providers/standins): the releases whose resources they reproduce, + build metadata
 RANDOM_STANDIN = "4.21.4+socle.standin"
 TLS_STANDIN = "5.6.2+socle.standin"
+# the gateway's session proxy; the kit's image (components/common.py IMAGES: quay.io/oauth2-proxy/oauth2-proxy) has the
+# same version, so that `socle verify` and tests/test_authz_chain.py run the program the cluster runs
+OAUTH2_PROXY = "v7.15.6"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +134,11 @@ GROUPS: dict[str, Group] = {g.name: g for g in (
         # not upstream code: github.com/pulumi/pulumi-random and pulumi-tls are not served (controlplane/README.md)
         Unit("providers/standins", (Binary("pulumi-resource-random", "./random", (f"-X main.Version={RANDOM_STANDIN}",)),
                                     Binary("pulumi-resource-tls", "./tls", (f"-X main.Version={TLS_STANDIN}",)))),
+    )),
+    Group("oauth2-proxy", f"oauth2-proxy {OAUTH2_PROXY}", (
+        # as upstream's Makefile: CGO_ENABLED=0, -X .../pkg/version.VERSION=<tag>
+        Unit("oauth2-proxy", (Binary("oauth2-proxy", "github.com/oauth2-proxy/oauth2-proxy/v7"),),
+             ldflags=(f"-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION={OAUTH2_PROXY}",)),
     )),
 )}
 

@@ -12,7 +12,7 @@ from typing import Callable
 
 from socle import hostchecks
 
-from . import harness, probes
+from . import authz_chain, harness, probes
 from .probes import Probe
 from .scanner import ScanResult, checkov_path
 
@@ -34,6 +34,7 @@ def missing_programs() -> list[str]:
                    ".venv-tools/bin/pip install sslyze==6.3.1 checkov==3.3.30")
     if checkov_path() is None:
         out.append("checkov scans the manifests: .venv-tools/bin/pip install checkov==3.3.30")
+    out += [f"the token chain (API-02/03, PSC-*) needs {gap}" for gap in authz_chain.missing()]
     if os.geteuid() != 0:
         out.append("Postfix and PostgreSQL are started as their own users, which needs root: run socle verify as root "
                    "(a throw-away container or VM)")
@@ -151,4 +152,14 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
             report.probes += probes.postgres(pg, pki)
         step("running the host checks on the local daemons")
         report.probes += host_checks(gw, relay, pg)
+    if args.get("authz") is not None:
+        step("starting Keycloak (with the Pro Santé Connect double), oauth2-proxy and NGINX for the token chain")
+        chain = authz_chain.AuthzChain(args["gateway"], args["authz"], workdir / "authz")
+        chain.start()
+        try:
+            step("probing the token chain (RFC 8693 exchange, RFC 8705 binding, acr, sessions, logout)")
+            report.probes += authz_chain.probes(chain)
+        finally:
+            chain.stop()
+        report.versions.update(authz_chain.versions())
     return report

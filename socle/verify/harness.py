@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from components.auditlog import AuditLogArgs, aggregator_conf, seal_script
 from components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
 from components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_conf
-from components.relay import RelayArgs, main_cf, master_cf, relay_maps
+from components.relay import MAP_TYPE, RelayArgs, indexed_maps, main_cf, master_cf, relay_maps
 
 from .pki import TestPki
 
@@ -227,6 +227,9 @@ class Gateway:
     def render(self) -> str:
         return nginx_conf(self.args, paths=self.paths, listen_address=f"{LOCAL}:", http_port=self.http_port,
                           https_port=self.https_port, auth_upstream=f"http://{LOCAL}:{self.auth.port}",
+                          # the authorization server is the auth double here (its userinfo answers like oauth2-proxy's
+                          # check); the real Keycloak runs in socle/verify/authz_chain.py
+                          authz_upstream=f"http://{LOCAL}:{self.auth.port}",
                           access_logs=[str(self.access_log)] + (
                               [f"syslog:server={LOCAL}:{self.syslog_port},facility=local6,tag=gateway,severity=info"]
                               if self.syslog_port else []),
@@ -301,6 +304,8 @@ class Relay:
             (self.config_dir / name).write_text(text, encoding="utf-8")
         for name, text in relay_maps(self.args).items():
             (Path(self.paths["maps"]) / name).write_text(text, encoding="utf-8")
+        for name in indexed_maps(self.args):  # as the relay's seed does: Postfix reads the indexed maps
+            run([require("postmap"), f"{MAP_TYPE}:{self.paths['maps']}/{name}"], f"postmap refused the {name} map")
         chown_tree(Path(self.paths["data"]), "postfix")
         env = {**os.environ, "PATH": f"{os.environ.get('PATH', '')}:/usr/sbin"}
         run(["script", "-qec", f"{postfix} -c {self.config_dir} check", "/dev/null"], "postfix check refused the rendered main.cf",

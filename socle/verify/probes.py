@@ -127,8 +127,10 @@ def handshake_with(port: int, sni: str, version: ssl.TLSVersion, starttls_smtp: 
 
 
 def https(port: int, sni: str, ca: Path, method: str = "GET", path: str = "/", headers: dict | None = None,
-          body: bytes = b"", client: Issued | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTPS request with SNI, the server certificate verified against `ca`."""
+          body: bytes = b"", client: Issued | None = None,
+          raw_headers: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTPS request with SNI, the server certificate verified against `ca`; `raw_headers` receives every
+    response header as sent (several Set-Cookie)."""
     ctx = ssl.create_default_context(cafile=str(ca))
     if client:
         ctx.load_cert_chain(client.cert, client.key)
@@ -145,6 +147,8 @@ def https(port: int, sni: str, ca: Path, method: str = "GET", path: str = "/", h
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
+    if raw_headers is not None:
+        raw_headers.extend(resp.getheaders())
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 

@@ -84,7 +84,11 @@ def test_every_workload_of_the_demo_gets_its_pods_admitted_and_scheduled(deploye
               for p in pods}
     workloads = [w for kind in ("deployments", "statefulsets")
                  for w in kubectl(deployed, "get", kind, "-A")["items"] if w["metadata"]["namespace"].startswith("chdemo-")]
-    assert len(workloads) == 6
+    from tests.conftest import rendered_stack  # every workload of the render, admitted by the kit's own admission policies
+
+    rendered = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in rendered_stack("demo")[1].objects
+                if o["kind"] in ("Deployment", "StatefulSet")}
+    assert {(w["metadata"]["namespace"], w["metadata"]["name"]) for w in workloads} == rendered and len(rendered) == 7
     for w in workloads:
         assert (w["metadata"]["namespace"], w["metadata"]["name"]) in owners, w["metadata"]["name"]
         assert w["status"].get("readyReplicas") == w["spec"]["replicas"], w["metadata"]["name"]
@@ -123,8 +127,9 @@ def test_stack_outputs_are_read_by_pulumi_and_by_another_programs_stack_referenc
     run = pulumi(deployed, "stack", "output", "--json", "--stack", "demo")
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
-    assert out["gatewayHosts"] == {"fhir": "fhir.chdemo.test"} and out["relayHost"] == "mss.chdemo.test"
-    assert out["namespaces"]["fhir"] == "chdemo-fhir" and out["auditorRole"] == "socle-auditor"
+    assert out["gatewayHosts"] == {"fhir": "fhir.chdemo.test", "portail": "portail.chdemo.test"}
+    assert out["relayHost"] == "mss.chdemo.test" and out["auditorRole"] == "socle-auditor"
+    assert out["namespaces"] == {b: f"chdemo-{b}" for b in ("gateway", "fhir", "mss", "audit", "authz")}
     assert out["auditLogEndpoint"] == "rsyslog.chdemo-audit.svc.cluster.local:6514"
     assert out["blueprint"]["name"] == "etablissement" and out["kitVersion"]
     reader = tmp_path / "reader"
@@ -162,6 +167,17 @@ def test_the_stack_file_keeps_its_comments_through_pulumi_config_and_a_secret_is
     kit would write it in clear (this key takes no secret)."""
     saved = STACK.read_text()
     try:
+        secret = "annuaire-key-" + os.urandom(6).hex()
+        run = pulumi(deployed, "config", "set", "--stack", "demo", "--secret", "--path", "socle:params.fhir.annuaire_api_key", secret)
+        assert run.returncode == 0, run.stderr
+        assert secret not in STACK.read_text() and socle(deployed, "validate", "demo").returncode == 0
+        run = socle(deployed, "up", "demo", "--yes")
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+        data = kubectl(deployed, "get", "secret", "annuaire-sante-api-key", "-n", "chdemo-fhir")["data"]
+        assert __import__("base64").b64decode(data["api-key"]).decode() == secret  # the Secret has the value
+        state = Path(deployed["PULUMI_BACKEND_URL"][len("file://"):])
+        assert not any(secret in p.read_text(errors="replace") for p in state.rglob("*") if p.is_file())  # encrypted
+        STACK.write_text(saved)
         run = pulumi(deployed, "config", "set", "--stack", "demo", "kubernetes:namespace", "default")
         assert run.returncode == 0, run.stderr
         text = STACK.read_text()

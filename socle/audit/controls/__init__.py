@@ -40,9 +40,10 @@ def registrar(catalogue: list[Control], family: str):
         return deco
 
     def manual(id: str, title: str, severity: Severity, frameworks: tuple[str, ...], sources: tuple[str, ...],
-               remediation: str, evidence: str, max_age_days: int | None = None, needs_validity: bool = False) -> None:
+               remediation: str, evidence: str, max_age_days: int | None = None, needs_validity: bool = False,
+               scope: Callable | None = None) -> None:
         catalogue.append(Control(id, family, title, severity, frameworks, sources, remediation, None, evidence,
-                                 max_age_days=max_age_days, needs_validity=needs_validity))
+                                 max_age_days=max_age_days, needs_validity=needs_validity, scope=scope))
 
     return control, manual
 

@@ -2,8 +2,10 @@
 no body logging, limits (API-01..04, GW-01..06)."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Iterator
+from urllib.parse import urlparse
 
 from .. import configs
 from ..evidence import Evidence
@@ -18,6 +20,7 @@ from ._common import (
     nginx_files,
     oauth2_files,
     oauth2_services,
+    parsed,
     proxied_service,
     proxy_locations,
     routes,
@@ -28,6 +31,67 @@ CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "API")
 API = ("doctrine",)
 SENSITIVITIES = ("public", "restricted", "sensitive")
+
+
+# --- the établissement's authorization server (Keycloak realm file, components/authz.py) ----------------------
+
+BROWSER_CLIENT = "oauth2-proxy"
+PSC_ALIAS = "psc"
+CERT_HEADER = "ssl-client-cert"
+VERIFY_HEADER = "ssl-client-verify"
+ACR_DENY = "deny-access-authenticator"
+
+
+def _realm(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise configs.ConfigError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not data.get("realm"):
+        raise configs.ConfigError("no realm")
+    return data
+
+
+def realm_files(ev: Evidence) -> list[Parsed | Finding]:
+    """The authorization server's realm files (imported by Keycloak at start)."""
+    return list(parsed(ev, "realm.json", _realm, blocks=("authz",)))
+
+
+def realms(ev: Evidence) -> list[Parsed]:
+    return [p for p in realm_files(ev) if isinstance(p, Parsed)]
+
+
+def api_clients(realm: dict) -> list[dict]:
+    """The realm's API clients: every client but the browser sessions' and Keycloak's own management client."""
+    return [c for c in realm.get("clients") or [] if c.get("clientId") not in (BROWSER_CLIENT, "realm-management")
+            and not c.get("bearerOnly")]
+
+
+def psc_idp(realm: dict) -> dict | None:
+    return next((i for i in realm.get("identityProviders") or [] if i.get("alias") == PSC_ALIAS), None)
+
+
+def exchange_clients(realm: dict) -> tuple[list[str] | None, str]:
+    """The clients the realm lets exchange a PSC token (token-exchange:v1 permission on the PSC identity provider);
+    None with the reason when no such permission is configured."""
+    idp = psc_idp(realm)
+    if idp is None or not idp.get("internalId"):
+        return None, "no Pro Santé Connect identity provider (with a fixed internal id)"
+    mgmt = next((c for c in realm.get("clients") or [] if c.get("clientId") == "realm-management"), {})
+    settings = mgmt.get("authorizationSettings") or {}
+    resource = f"idp.resource.{idp['internalId']}"
+    if not any(r.get("name") == resource for r in settings.get("resources") or []):
+        return None, "no token-exchange permission on the PSC identity provider"
+    policies = {p.get("name"): p for p in settings.get("policies") or []}
+    perm = policies.get(f"token-exchange.permission.idp.{idp['internalId']}")
+    if perm is None:
+        return None, "no token-exchange permission on the PSC identity provider"
+    clients: list[str] = []
+    for name in json.loads((perm.get("config") or {}).get("applyPolicies") or "[]"):
+        pol = policies.get(name) or {}
+        if pol.get("type") == "client" and pol.get("logic", "POSITIVE") == "POSITIVE":
+            clients += json.loads((pol.get("config") or {}).get("clients") or "[]")
+    return clients, ""
 
 
 def _index(p: Parsed) -> list[dict]:
@@ -41,7 +105,8 @@ def _by_host(p: Parsed) -> dict[str, configs.Directive]:
 
 def _business_locations(server: configs.Directive) -> list[configs.Directive]:
     """Proxying locations of an API, the login flow of oauth2-proxy (/oauth2/...) aside."""
-    return [loc for loc in proxy_locations(server) if not (loc.args and loc.args[-1].startswith("/oauth2"))]
+    return [loc for loc in proxy_locations(server) if not (loc.args and loc.args[-1].startswith("/oauth2"))
+            and loc.first("internal") is None]  # an internal location (a sub-request's) serves no client
 
 
 def _authenticated(server: configs.Directive, loc: configs.Directive) -> tuple[bool, bool]:
@@ -69,6 +134,16 @@ def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"route {r.get('name')}: sensitivity {sens!r} is not one of {', '.join(SENSITIVITIES)}")
             elif server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
+            elif r.get("role") == "authorization-server":
+                # browsers log in there without a certificate; API clients authenticate with theirs (API-02)
+                ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
+                if server.value("ssl_verify_client") not in ("on", "optional") or not ca:
+                    problems.append(f"authorization server {r.get('host')} does not verify client certificates")
+                else:
+                    ok, why = ev.secret_backed(p.file.obj, ca)
+                    if not ok:
+                        problems.append(f"authorization server {r.get('host')} verifies client certificates against CAs "
+                                        f"not from a Secret ({why})")
             elif sens == "sensitive":
                 ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
                 if server.value("ssl_verify_client") != "on" or not ca:
@@ -84,19 +159,51 @@ def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(nginx_files(ev), gateway)
 
 
-manual("API-02", "Organisation clients authenticate to the authorization server with mTLS (RFC 8705); one subject, one client",
-       "high", API, ("ci-sis-transport",),
-       "Register each organisation client with its certificate subject at the authorization server.",
-       "The authorization server is outside the kit: record its client registry (certificate subject → client id) "
-       "and a test showing a foreign certificate refused.")
+@control("API-02", "Organisation clients authenticate to the authorization server with mTLS (RFC 8705); one subject, one client",
+         "high", API, ("ci-sis-transport",),
+         "Register each organisation client in authz.api_clients with the subject DN of its IGC-Santé certificate.")
+def api_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    def realm(p: Parsed) -> Finding:
+        clients = api_clients(p.data)
+        if not clients:
+            return not_applicable(p.file.obj, "no API client registered at the authorization server", "realm.json")
+        problems = []
+        subjects: dict[str, list[str]] = {}
+        for c in clients:
+            cid, attrs = c.get("clientId", "?"), c.get("attributes") or {}
+            dn = str(attrs.get("x509.subjectdn") or "")
+            if c.get("clientAuthenticatorType") != "client-x509":
+                problems.append(f"client {cid} authenticates with {c.get('clientAuthenticatorType') or 'a secret'}, "
+                                "not its certificate (tls_client_auth)")
+            if not dn:
+                problems.append(f"client {cid} names no certificate subject (x509.subjectdn)")
+            elif str(attrs.get("x509.allow.regex.pattern.comparison", "true")) != "false":
+                problems.append(f"client {cid}: its subject is a pattern, not one DN (x509.allow.regex.pattern.comparison)")
+            if not attrs.get("x509.casubjectdn"):
+                problems.append(f"client {cid} names no issuing CA (x509.casubjectdn)")
+            if str(attrs.get("tls.client.certificate.bound.access.tokens")) != "true":
+                problems.append(f"client {cid}: access tokens not bound to the certificate "
+                                "(tls.client.certificate.bound.access.tokens)")
+            if c.get("publicClient") or c.get("directAccessGrantsEnabled") or c.get("standardFlowEnabled") \
+                    or c.get("serviceAccountsEnabled") or c.get("implicitFlowEnabled"):
+                problems.append(f"client {cid} may obtain tokens otherwise than by exchanging a PSC token")
+            if dn:
+                subjects.setdefault(dn.lower(), []).append(cid)
+        problems += [f"clients {', '.join(ids)} share the certificate subject {dn}" for dn, ids in subjects.items() if len(ids) > 1]
+        return judge(p.file.obj, problems, f"{len(clients)} API client(s), each identified by one certificate subject, "
+                     "tls_client_auth, certificate-bound tokens", "realm.json")
+
+    yield from each(realm_files(ev), realm)
 
 
 @control("API-03", "Every token validated at the gateway (signature or introspection)", "critical", API + ("psc",),
          ("ci-sis-transport", "psc"),
-         "Keep token_validation on for routes called for professionals; the gateway checks tokens with oauth2-proxy.")
+         "Keep token_validation on; API routes (mTLS) accept only certificate-bound tokens of the établissement's "
+         "authorization server (obtained by exchanging a PSC token), browser routes an oauth2-proxy session.")
 def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    proxies = {p.file.obj["metadata"].get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
     validators = oauth2_services(ev)
+    proxies = {p.file.obj["metadata"].get("namespace"): p for p in oauth2_files(ev) if isinstance(p, Parsed)}
+    servers = {p.file.obj["metadata"].get("namespace"): p for p in realms(ev)}
 
     def gateway(p: Parsed) -> Finding:
         hosts = _by_host(p)
@@ -110,6 +217,7 @@ def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             if server is None:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
                 continue
+            mtls = server.value("ssl_verify_client") == "on"
             for loc in _business_locations(server):
                 where = f"route {r.get('name')} location {' '.join(loc.args)}"
                 if not _authenticated(server, loc)[1]:
@@ -117,18 +225,37 @@ def api_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                     continue
                 uri = loc.value("auth_request") or server.value("auth_request") or ""
                 target = location_for(server, uri)
-                if proxied_service(target, ns) not in validators:
-                    problems.append(f"{where}: the token check {uri} is not passed to oauth2-proxy "
-                                    f"({'no location serves it' if target is None else 'its location does not proxy to an oauth2-proxy Service'})")
-        proxy = proxies.get(p.file.obj["metadata"].get("namespace"))
-        if proxy is None:
-            problems.append("no oauth2-proxy configuration in the gateway namespace")
-        else:
-            if not proxy.data.get("oidc_issuer_url"):
-                problems.append("oauth2-proxy has no oidc_issuer_url")
-            if proxy.data.get("skip_jwt_bearer_tokens") is not True:
-                problems.append("oauth2-proxy does not validate bearer tokens (skip_jwt_bearer_tokens)")
-        return judge(p.file.obj, problems, "tokens validated by auth_request against the issuer's keys", "nginx.conf")
+                svc = proxied_service(target, ns)
+                if not mtls:
+                    if svc not in validators:
+                        problems.append(f"{where}: the session check {uri} is not passed to oauth2-proxy "
+                                        f"({'no location serves it' if target is None else 'its location does not proxy to an oauth2-proxy Service'})")
+                    continue
+                # API route: Keycloak's userinfo endpoint verifies signature, expiry and the cnf binding (RFC 8705)
+                realm = servers.get(svc[1]) if svc else None
+                path = urlparse(target.value("proxy_pass") or "").path if target is not None else ""
+                headers = {(d.args[0].lower() if d.args else ""): d.args[1:] for d in (target.all("proxy_set_header") if target else [])}
+                if realm is None:
+                    problems.append(f"{where}: the token check {uri} does not reach the établissement's authorization server")
+                    continue
+                if path != f"/realms/{realm.data['realm']}/protocol/openid-connect/userinfo":
+                    problems.append(f"{where}: the token check calls {path or '(nothing)'}, not the userinfo endpoint of "
+                                    f"realm {realm.data['realm']}")
+                if headers.get(CERT_HEADER) != ["$ssl_client_escaped_cert"] or headers.get(VERIFY_HEADER) != ["$ssl_client_verify"]:
+                    problems.append(f"{where}: the client certificate is not handed to the token check: the binding "
+                                    "(cnf) cannot be verified")
+                clients, why = exchange_clients(realm.data)
+                if clients is None:
+                    problems.append(f"{where}: the authorization server does not exchange PSC tokens (RFC 8693): {why}")
+                unbound = [c.get("clientId") for c in api_clients(realm.data)
+                           if str((c.get("attributes") or {}).get("tls.client.certificate.bound.access.tokens")) != "true"]
+                if unbound:
+                    problems.append(f"{where}: tokens of client(s) {', '.join(map(str, unbound))} are not certificate-bound")
+        proxy = proxies.get(ns)
+        if proxy is not None and proxy.data.get("skip_jwt_bearer_tokens") is True:
+            problems.append("oauth2-proxy accepts bearer tokens (skip_jwt_bearer_tokens): tokens bound to no certificate")
+        return judge(p.file.obj, problems, "API routes: certificate-bound tokens of the établissement's authorization "
+                     "server checked at its userinfo endpoint; browser routes: oauth2-proxy sessions", "nginx.conf")
 
     yield from each(nginx_files(ev), gateway)
 
@@ -145,23 +272,46 @@ def _seconds(value: str) -> int | None:
 
 
 @control("API-04", "Tokens stay server-side; browser sessions use Secure, HttpOnly cookies with a bounded lifetime",
-         "high", API + ("psc",), ("ci-sis-transport",),
-         "Keep cookie_secure/cookie_httponly on, pass_access_token off and a session lifetime of at most 24 h.")
+         "high", API + ("psc",), ("ci-sis-transport", "psc"),
+         "Keep cookie_secure/cookie_httponly on, pass_access_token off, a session of at most 4 h re-validated at the "
+         "authorization server (cookie_refresh), whose sessions end after 30 min idle and 4 h.")
 def api_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    idle = [int(r.data.get("ssoSessionIdleTimeout") or 0) for r in realms(ev)]
+
     def proxy(p: Parsed) -> Finding:
         c = p.data
         life = _seconds(str(c.get("cookie_expire", "168h")))
+        refresh = _seconds(str(c.get("cookie_refresh", "0")))
         problems = [msg for bad, msg in (
             (c.get("cookie_secure", True) is not True, "cookie_secure is off"),
             (c.get("cookie_httponly", True) is not True, "cookie_httponly is off"),
             (any(c.get(k) is True for k in ("pass_access_token", "pass_authorization_header", "set_authorization_header")),
              "tokens are passed on (pass_access_token / pass_authorization_header / set_authorization_header)"),
-            (life is None or life == 0 or life > 24 * 3600,
-             f"cookie_expire {c.get('cookie_expire', '168h (default)')} is not a lifetime of at most 24h"),
+            (life is None or life == 0 or life > 4 * 3600,
+             f"cookie_expire {c.get('cookie_expire', '168h (default)')} is not a lifetime of at most 4h"),
+            (not refresh or (bool(idle) and refresh >= min(idle)),
+             f"cookie_refresh {c.get('cookie_refresh', '0')}: the session is not re-validated at the authorization server "
+             "within its idle timeout"),
+            (not idle, "no authorization server realm: nothing ends an idle session"),
         ) if bad]
-        return judge(p.file.obj, problems, f"Secure HttpOnly session cookie, lifetime {c.get('cookie_expire')}", "oauth2-proxy.cfg")
+        return judge(p.file.obj, problems, f"Secure HttpOnly session cookie, lifetime {c.get('cookie_expire')}, "
+                     f"re-validated every {c.get('cookie_refresh')}", "oauth2-proxy.cfg")
+
+    def realm(p: Parsed) -> Finding:
+        d = p.data
+        problems = [msg for bad, msg in (
+            (not 0 < int(d.get("ssoSessionIdleTimeout") or 0) <= 1800,
+             f"ssoSessionIdleTimeout {d.get('ssoSessionIdleTimeout')}: sessions not ended after 30 min idle"),
+            (not 0 < int(d.get("ssoSessionMaxLifespan") or 0) <= 4 * 3600,
+             f"ssoSessionMaxLifespan {d.get('ssoSessionMaxLifespan')}: sessions longer than 4 h"),
+            (not 3600 <= int(d.get("accessTokenLifespan") or 0) <= 4 * 3600,
+             f"accessTokenLifespan {d.get('accessTokenLifespan')}: API tokens must live 1 to 4 h"),
+        ) if bad]
+        return judge(p.file.obj, problems, f"sessions end after {d.get('ssoSessionIdleTimeout')} s idle and "
+                     f"{d.get('ssoSessionMaxLifespan')} s; tokens live {d.get('accessTokenLifespan')} s", "realm.json")
 
     yield from each(oauth2_files(ev), proxy)
+    yield from each(realm_files(ev), realm)
 
 
 @control("GW-01", "Each exposed API has an owner group", "medium", API, ("gravitee",),
@@ -180,9 +330,20 @@ def gw_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
 @control("GW-02", "No business API without authentication", "critical", API, ("gravitee",),
          "Every route needs mtls or token_validation.")
 def gw_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
+    servers = {r.file.obj["metadata"].get("namespace") for r in realms(ev)}
+
     def gateway(p: Parsed) -> Finding:
+        ns = p.file.obj["metadata"].get("namespace", "")
+        roles = {r.get("host"): r.get("role") for r in _index(p)}
+
+        def own_authentication(s: configs.Directive, loc: configs.Directive) -> bool:
+            # the authorization server authenticates its clients itself (login, certificate, exchange)
+            svc = proxied_service(loc, ns)
+            return roles.get(s.value("server_name")) == "authorization-server" and svc is not None and svc[1] in servers
+
         problems = [f"{s.value('server_name')} location {' '.join(loc.args)} proxies without authentication"
-                    for s in api_servers(p.data) for loc in _business_locations(s) if not any(_authenticated(s, loc))]
+                    for s in api_servers(p.data) for loc in _business_locations(s)
+                    if not any(_authenticated(s, loc)) and not own_authentication(s, loc)]
         return judge(p.file.obj, problems, "every proxied location requires a client certificate or a token", "nginx.conf")
 
     yield from each(nginx_files(ev), gateway)

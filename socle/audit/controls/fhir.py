@@ -4,17 +4,30 @@ from __future__ import annotations
 from typing import Iterator
 from urllib.parse import urlparse
 
-from socle.constants import ANS_TERMINOLOGY_SERVER, FHIR_VERSION, INS_NON_PRODUCTION, INS_SYSTEMS, LABEL_BLOCK
+from socle import fhir as pinned_hapi
+from socle.constants import (
+    ANS_TERMINOLOGY_SERVER,
+    FHIR_VERSION,
+    FR_CORE_PACKAGE,
+    INS_NON_PRODUCTION,
+    INS_QUALIFIED_RULE,
+    INS_QUALIFIED_RULE_ID,
+    INS_SYSTEMS,
+    LABEL_BLOCK,
+)
 
 from ..evidence import Evidence, dig, labels
-from ..model import Context, Control, Finding, declared, failed, judge, not_applicable
+from ..model import Context, Control, Finding, declared, failed, judge, missing, not_applicable
 from . import registrar
 from ._common import Parsed, each, hapi_files
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "FHIR")
 FHIR = ("doctrine",)
-FR_CORE = "hl7.fhir.fr.core"
+FR_CORE = FR_CORE_PACKAGE
+# FR Core's StructureDefinitions must be stored as resources: the starter builds the repository validating rules from
+# the StructureDefinitions stored in the server (RepositoryValidationInterceptorFactoryR4.buildUsingStoredStructureDefinitions).
+FR_CORE_INSTALL_MODE = "STORE_AND_INSTALL"
 
 
 def _fhir(doc: dict) -> dict:
@@ -23,7 +36,28 @@ def _fhir(doc: dict) -> dict:
 
 def _fr_core(doc: dict) -> bool:
     igs = _fhir(doc).get("implementationguides") or {}
-    return any(isinstance(ig, dict) and ig.get("name") == FR_CORE for ig in igs.values())
+    return isinstance(igs, dict) and any(isinstance(ig, dict) and ig.get("name") == FR_CORE for ig in igs.values())
+
+
+def _fr_core_stored(doc: dict) -> bool:
+    igs = _fhir(doc).get("implementationguides") or {}
+    return isinstance(igs, dict) and any(isinstance(ig, dict) and ig.get("name") == FR_CORE
+                                         and ig.get("installMode") == FR_CORE_INSTALL_MODE for ig in igs.values())
+
+
+def _runs_pinned_hapi(ev: Evidence, p: Parsed, keys: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(problems, unknowns) about the HAPI images that read this file: each must be the pinned image, whose
+    configuration properties (socle/fhir/hapi_properties.json) include `keys`; another image's are not known."""
+    pin = pinned_hapi.pinned()
+    problems = [f"{k} is not a configuration property of HAPI {pin['tag']}" for k in keys
+                if not pinned_hapi.known(tuple(k.split(".")))]
+    unknowns = []
+    for w, c, _ in ev.mounts_of(p.file.obj):
+        image = str(c.get("image", "")).split("@", 1)[0]
+        if image != pin["image"]:
+            unknowns.append(f"{w.ref} container {c.get('name')} runs {image or 'no image'}, not the pinned "
+                            f"{pin['image']}: whether it reads {', '.join(keys)} is not known to the kit")
+    return problems, unknowns
 
 
 @control("FHIR-01", "FHIR R4 (4.0.1) is the national version", "high", FHIR, ("fr-core", "doctrine"),
@@ -37,8 +71,9 @@ def fhir_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(hapi_files(ev), hapi)
 
 
-@control("FHIR-02", "National terminologies come from the ANS terminology server", "medium", FHIR, ("doctrine",),
-         f"Point fhir.terminology_server at {ANS_TERMINOLOGY_SERVER}.")
+@control("FHIR-02", "National terminologies come from the ANS terminology server, in a HAPI version that reads the setting",
+         "medium", FHIR, ("doctrine",),
+         f"Point fhir.terminology_server at {ANS_TERMINOLOGY_SERVER} and keep images.fhir at the pinned HAPI image.")
 def fhir_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     expected = urlparse(ANS_TERMINOLOGY_SERVER).hostname
 
@@ -47,7 +82,12 @@ def fhir_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         urls = [str(v.get("url", "")) for v in remote.values() if isinstance(v, dict)]
         problems = ([] if urls else ["no remote terminology service"]) + \
             [f"terminology server {u} is not {expected}" for u in urls if urlparse(u).hostname != expected]
-        return judge(p.file.obj, problems, f"terminologies from {expected}", "application.yaml")
+        # The key does nothing in a HAPI that has no such property (the starter has it since image/v8.2.0-1).
+        key_problems, unknowns = _runs_pinned_hapi(ev, p, ("hapi.fhir.remote_terminology_service.*.url",))
+        if problems or key_problems or not unknowns:
+            return judge(p.file.obj, problems + key_problems,
+                         f"terminologies from {expected}, read by HAPI {pinned_hapi.pinned()['tag']}", "application.yaml")
+        return missing(p.file.obj, "; ".join(unknowns), "application.yaml")
 
     yield from each(hapi_files(ev), hapi)
 
@@ -76,29 +116,106 @@ def fhir_03(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     yield from each(hapi_files(ev), hapi)
 
 
-@control("FHIR-04", "Incoming resources validated against FR Core (on in production)", "medium", FHIR, ("fr-core",),
-         "Set fhir.validation_fr_core: true.")
+@control("FHIR-04", "Every incoming resource validated against FR Core, whatever profile it declares (on in production)",
+         "medium", FHIR, ("fr-core",),
+         "Set fhir.validation_fr_core: true (FR Core stored, repository validating interceptor and request validation on).")
 def fhir_04(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def hapi(p: Parsed) -> Finding:
-        on = (_fhir(p.data).get("validation") or {}).get("requests_enabled") is True
-        if not on and not ctx.production:
+        fhir = _fhir(p.data)
+        requests = (fhir.get("validation") or {}).get("requests_enabled") is True
+        repository = fhir.get("enable_repository_validating_interceptor") is True
+        if not requests and not repository and not ctx.production:
             return not_applicable(p.file.obj, f"request validation off ({ctx.profile} profile)", "application.yaml")
-        problems = ([] if on else ["request validation is off"]) + ([] if _fr_core(p.data) else [f"{FR_CORE} is not loaded"])
-        return judge(p.file.obj, problems, "requests validated, FR Core loaded", "application.yaml")
+        problems = ([] if requests else ["request validation is off"])
+        problems += [] if repository else [
+            "the repository validating interceptor is off: a resource that declares no FR Core profile is stored unchecked"]
+        if not _fr_core(p.data):
+            problems.append(f"{FR_CORE} is not loaded")
+        elif not _fr_core_stored(p.data):
+            problems.append(f"{FR_CORE} is not installed with installMode {FR_CORE_INSTALL_MODE}: its profiles are not "
+                            "stored, so the repository validating interceptor has no FR Core rule")
+        key_problems, unknowns = _runs_pinned_hapi(ev, p, ("hapi.fhir.enable_repository_validating_interceptor",
+                                                           "hapi.fhir.implementationguides.*.installMode",
+                                                           "hapi.fhir.validation.requests_enabled"))
+        if problems or key_problems or not unknowns:
+            return judge(p.file.obj, problems + key_problems,
+                         "FR Core stored; every resource of a type FR Core profiles must declare one of its profiles and "
+                         "is validated against it (repository rules), requests validated", "application.yaml")
+        return missing(p.file.obj, "; ".join(unknowns), "application.yaml")
 
     yield from each(hapi_files(ev), hapi)
 
 
-@control("INS-01", "The FR Core Patient-INS profile is loaded and incoming resources are validated", "high", FHIR,
-         ("fr-core",), "Load FR Core (which carries Patient-INS) in the FHIR server and keep request validation on.")
+def _custom_interceptors(fhir: dict) -> list[str]:
+    """hapi.fhir.custom-interceptor-classes under any of Spring's spellings: a comma-separated string or a list."""
+    out: list[str] = []
+    for k, v in fhir.items():
+        if str(k).replace("-", "").replace("_", "").lower() == "custominterceptorclasses":
+            items = v if isinstance(v, list) else str(v).split(",")
+            out += [str(i).strip() for i in items if str(i).strip()]
+    return out
+
+
+def _interceptor_jar_problems(ev: Evidence, p: Parsed) -> list[str]:
+    """Each container reading this file must have the kit's interceptor jar, byte for byte, in its extra-classes
+    directory (a ConfigMap volume: the image's class loader path)."""
+    import base64
+    import hashlib
+
+    want = pinned_hapi.ins_interceptor_sha256()
+    problems = []
+    mounts = ev.mounts_of(p.file.obj)
+    if not mounts:
+        problems.append("no container reads this configuration, so none loads the INS interceptor")
+    for w, c, _ in mounts:
+        vol, _rest = w.volume_at(c, pinned_hapi.EXTRA_CLASSES_DIR)
+        cm_name = dig(vol or {}, "configMap", "name")
+        cm = ev.get("ConfigMap", w.namespace, cm_name) if cm_name else None
+        if cm is None:
+            problems.append(f"{w.ref} container {c.get('name')} has no ConfigMap at {pinned_hapi.EXTRA_CLASSES_DIR}: "
+                            "the INS interceptor class cannot be loaded")
+            continue
+        try:
+            jar = base64.b64decode((cm.get("binaryData") or {}).get(pinned_hapi.INS_INTERCEPTOR_JAR_KEY, ""), validate=True)
+        except ValueError:
+            jar = b""
+        if hashlib.sha256(jar).hexdigest() != want:
+            problems.append(f"{w.ref} container {c.get('name')}: {pinned_hapi.INS_INTERCEPTOR_JAR_KEY} in ConfigMap "
+                            f"{cm_name} is not the kit's INS interceptor (sha256 {want})")
+    return problems
+
+
+@control("INS-01", "The INS is carried only by a qualified identity (VALI)", "high", FHIR, ("fr-core",),
+         "Keep fhir.validation_fr_core on and the kit's INS interceptor (custom-interceptor-classes, hapi-extra-classes).")
 def ins_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    # That the INS is stored only for qualified identities is a property of the data: the configuration can only show
-    # that the profile which says so is loaded and applied to incoming resources (sample Patients need the live server).
+    # « Le matricule INS ne peut être véhiculé que dans le cas d'une identité qualifiée » (FR Core Patient-INS): INS ⇒ VALI.
+    # FR Core's fr-core-1 is the converse (VALI ⇒ INS) and the starter's repository rules only require a declared FR Core
+    # profile: the refusal comes from the kit's interceptor (rule socle-ins-1), which the server must load and register.
     def hapi(p: Parsed) -> Finding:
-        on = (_fhir(p.data).get("validation") or {}).get("requests_enabled") is True
-        problems = ([] if _fr_core(p.data) else [f"{FR_CORE} (Patient-INS profile) is not loaded"]) + \
-            ([] if on else ["request validation is off: the Patient-INS profile is not applied to incoming resources"])
-        return judge(p.file.obj, problems, "Patient-INS profile loaded and applied to incoming resources", "application.yaml")
+        fhir = _fhir(p.data)
+        rule = (p.data.get("socle") or {}).get("ins_rule") or {}
+        problems = [] if _fr_core_stored(p.data) else [
+            f"{FR_CORE} (Patient and Patient-INS profiles) is not stored with installMode {FR_CORE_INSTALL_MODE}"]
+        if fhir.get("enable_repository_validating_interceptor") is not True:
+            problems.append("the repository validating interceptor is off: a Patient that declares no FR Core profile "
+                            "is stored unchecked")
+        if (fhir.get("validation") or {}).get("requests_enabled") is not True:
+            problems.append("request validation is off")
+        if pinned_hapi.INS_INTERCEPTOR_CLASS not in _custom_interceptors(fhir):
+            problems.append(f"the INS interceptor {pinned_hapi.INS_INTERCEPTOR_CLASS} is not registered "
+                            "(custom-interceptor-classes): an INS on an identity that is not VALI is stored")
+        else:
+            problems += _interceptor_jar_problems(ev, p)
+        if not isinstance(rule, dict) or rule.get("expression") != INS_QUALIFIED_RULE:
+            problems.append(f"the INS rule {INS_QUALIFIED_RULE_ID} (INS ⇒ VALI) stated in socle.ins_rule is not the "
+                            f"kit's: {rule.get('expression') if isinstance(rule, dict) else rule!r}")
+        key_problems, unknowns = _runs_pinned_hapi(ev, p, ("hapi.fhir.custom-interceptor-classes",
+                                                           "hapi.fhir.enable_repository_validating_interceptor"))
+        if problems or key_problems or not unknowns:
+            return judge(p.file.obj, problems + key_problems,
+                         f"every Patient conforms to a declared FR Core Patient profile and the kit's interceptor refuses "
+                         f"an INS on an identity that is not VALI ({INS_QUALIFIED_RULE_ID})", "application.yaml")
+        return missing(p.file.obj, "; ".join(unknowns), "application.yaml")
 
     yield from each(hapi_files(ev), hapi)
 

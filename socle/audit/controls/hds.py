@@ -1,19 +1,25 @@
 """Health data hosting, storage and backups (HDS-01..04, BCK-01, BCK-02)."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Iterator
+from urllib.parse import urlparse
 
-from socle.constants import ANN_REGION_COUNTRIES, EEA_COUNTRIES, LABEL_DATA, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY
+from socle.constants import (ANN_HOSTED_BY, ANN_REGION_COUNTRIES, DATABASE_BACKUP, EEA_COUNTRIES, LABEL_DATA,
+                             LABEL_DECLARATION, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY, VELERO_SNAPSHOT_CLASS_LABEL)
 
 from ..evidence import Evidence, Workload, annotations, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, declared, failed, judge, missing
 from . import registrar
+from ._common import Parsed, hapi_files
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "HDS")
 HDS = ("hds",)
+# BCK-01: the retention of ANS's own platform (Velero 720 h daily, 4320 h monthly).
+DAILY_DAYS, MONTHLY_DAYS = 30, 180
 # Drivers whose encryption parameter the audit knows (from the drivers' documentation).
 ENCRYPTION_PARAMETER = {"csi.scaleway.com": "encrypted", "rbd.csi.ceph.com": "encrypted"}
 
@@ -75,6 +81,99 @@ def backup_country(bsl: dict) -> Finding:
                          "the auditor checks the provider's documentation of that region")
 
 
+def _jdbc_host(url: str) -> str | None:
+    """The host of a JDBC PostgreSQL URL (`jdbc:postgresql://host:port/db?...`), None when it names none."""
+    if not url.startswith("jdbc:"):
+        return None
+    try:
+        return urlparse(url[len("jdbc:"):]).hostname
+    except ValueError:
+        return None
+
+
+def in_cluster_host(host: str) -> bool:
+    """A Service of the cluster (`name.namespace.svc[.cluster.local]`), whose data Velero backs up with its namespace."""
+    try:
+        ipaddress.ip_address(host)
+        return False  # an address: the kit names in-cluster databases by their Service, never by an IP
+    except ValueError:
+        pass
+    parts = host.rstrip(".").split(".")
+    return "svc" in parts[2:3] or len(parts) == 1
+
+
+def external_databases(ev: Evidence) -> Iterator[tuple[Parsed, str]]:
+    """(HAPI configuration, database host) for every FHIR server whose database is outside the cluster."""
+    for p in hapi_files(ev):
+        if not isinstance(p, Parsed):
+            continue  # FHIR-01 reports a configuration it cannot read
+        host = _jdbc_host(str(dig(p.data, "spring", "datasource", "url", default="") or ""))
+        if host and not in_cluster_host(host):
+            yield p, host
+
+
+def database_declaration(ev: Evidence, namespace: str, host: str) -> dict | None:
+    """The stack's declaration of the provider backups of the database `host` used from `namespace`."""
+    for cm in ev.scoped_in("ConfigMap", namespace):
+        if labels(cm).get(LABEL_DECLARATION) == DATABASE_BACKUP and (cm.get("data") or {}).get("database-host") == host:
+            return cm
+    return None
+
+
+def _days(data: dict, key: str) -> int | None:
+    value = str(data.get(key, ""))
+    return int(value) if value.isdigit() and len(value) <= 5 else None
+
+
+def database_backup(ev: Evidence, storage_regions: set[str], requirement: str) -> Iterator[Finding]:
+    """BCK-01, HDS-01: an external database is not Velero's to back up; its provider's backups, as the stack declares
+    them, are judged by the same rules (second region in the EEA, 30/180 days). Met: `declared`, since it is the
+    provider's word relayed by the stack; broken: fail; no declaration: evidence missing."""
+    for p, host in external_databases(ev):
+        ns = meta(p.file.obj).get("namespace", "")
+        decl = database_declaration(ev, ns, host)
+        if decl is None:
+            yield missing(p.file.obj, f"the FHIR database {host} is outside the cluster, so Velero does not back it up, "
+                                      f"and no declaration of its provider's backups is in {ns} (ConfigMap labelled "
+                                      f"{LABEL_DECLARATION}={DATABASE_BACKUP} for database-host {host})", p.file.key)
+            continue
+        data = decl.get("data") or {}
+        region, country = str(data.get("region", "")), str(data.get("region-country", ""))
+        problems = []
+        if not region:
+            problems.append(f"the backups of database {host} name no region")
+        if not country:
+            problems.append(f"database {host}: backup region {region} has no declared country")
+        elif country not in EEA_COUNTRIES:
+            problems.append(f"database {host}: backup region {region} is in {country}, outside the EEA")
+        if requirement == "BCK-01":
+            if region and region in storage_regions:
+                problems.append(f"database {host}: backups stay in the primary region {region}, not a second region")
+            daily, monthly = _days(data, "retention-days"), _days(data, "monthly-retention-days")
+            if daily is None:
+                problems.append(f"database {host}: no retention-days declared")
+            else:
+                if daily < DAILY_DAYS:
+                    problems.append(f"database {host}: backups kept {daily} days, less than {DAILY_DAYS} days")
+                if max(daily, monthly or 0) < MONTHLY_DAYS:
+                    problems.append(f"database {host}: no backup kept {MONTHLY_DAYS} days (monthly: "
+                                    f"{monthly if monthly is not None else 'none declared'})")
+        if problems:
+            yield failed(decl, "; ".join(problems))
+            continue
+        if requirement == "BCK-01":
+            monthly = data.get("monthly-retention-days")
+            pitr = "yes" if data.get("point-in-time-recovery") == "true" else "no"
+            kept = f"kept {data['retention-days']} days" + (f", monthly {monthly} days" if monthly else "")
+            what = f"{kept}, in {region} ({country}, not a primary region), point-in-time recovery {pitr}"
+        else:
+            what = f"in {region}, in {country} (EEA)"
+        ref = data.get("evidence")
+        yield declared(decl, f"database {host}: provider backups {what}, by the stack's declaration only "
+                             f"({'evidence: ' + ref if ref else 'no evidence reference'}): the auditor checks the "
+                             "provider's backup settings")
+
+
 @control("HDS-01", "Health data stored only in the EEA: nodes, volumes and backups in allowed regions", "critical", HDS,
          ("hds",), "Pin stateful workloads, storage classes and backup locations to regions of EEA countries.")
 def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
@@ -103,15 +202,33 @@ def hds_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         yield judge(w.obj, problems, f"scheduled only in {', '.join(regions)} ({key})")
     for bsl in ev.scoped("BackupStorageLocation"):
         yield backup_country(bsl)
+    yield from database_backup(ev, set(), "HDS-01")
 
 
 manual("HDS-02", "Access from outside the EEA has a legal basis and is declared", "high", HDS, ("hds",),
        "Declare every access from outside the EEA with its legal basis.",
        "The register of accesses from outside the EEA and their legal basis (or a statement that there is none).")
+
+
+def hds_03_scope(ev: Evidence) -> str | None:
+    """HDS-03 does not apply when the stack declares that the établissement hosts its own data: HDS certification is
+    required of a host acting for a third party (CSP L.1111-8). Any kit StorageClass declaring a third-party host, or
+    none declaring anything, keeps the certificate required."""
+    hosts = {annotations(sc).get(ANN_HOSTED_BY) for sc in ev.scoped("StorageClass")}
+    if hosts != {"etablissement"}:
+        return None
+    return ("the stack declares that the établissement hosts its own health data (StorageClass annotation "
+            f"{ANN_HOSTED_BY}=etablissement): HDS certification applies to a host acting for a third party (CSP "
+            "L.1111-8), so none is required; the auditor checks that no third party hosts or operates the "
+            "infrastructure (contracts, data-centre ownership)")
+
+
 manual("HDS-03", "The hosting provider is HDS-certified for the activities used", "critical", HDS, ("hds",),
-       "Host on an HDS-certified provider (2024 référentiel) for every activity used.",
-       "The provider's HDS certificate: number, scope (activities 1-6), certifier and expiry date.",
-       needs_validity=True)
+       "Host on an HDS-certified provider (2024 référentiel) for every activity used; an établissement hosting its own "
+       "data declares hosting.hosted_by: etablissement.",
+       "The provider's HDS certificate: number, scope (activities 1-6), certifier and expiry date (none when the "
+       "établissement hosts its own data, CSP L.1111-8).",
+       needs_validity=True, scope=hds_03_scope)
 
 
 def _claims(ev: Evidence) -> Iterator[tuple[dict, str | None, str]]:
@@ -176,13 +293,43 @@ def _ttl_hours(value: str) -> float:
     return h + mi / 60 + s / 3600
 
 
-@control("BCK-01", "Backups go to a second region, also in the EEA (daily kept 30 days, monthly kept 180 days)", "critical",
-         HDS, ("ans-k8s", "hds"), "Enable backup with a location in another EEA region and the daily and monthly schedules.")
+def volume_data(s: dict, ev: Evidence) -> tuple[list[str], str]:
+    """(problems, how) of the way a Schedule's backups carry the volume data: to the backup location (CSI snapshots
+    moved by Velero's data mover, or file-system backup), or not (snapshots left with the storage provider in the
+    primary region). A field left out takes the Velero server's default, which the evidence does not show."""
+    tpl = dig(s, "spec", "template", default={}) or {}
+    if tpl.get("defaultVolumesToFsBackup") is True:
+        return [], "volume data copied by file-system backup (node agent, Kopia) to the backup location"
+    if tpl.get("snapshotMoveData") is True and tpl.get("snapshotVolumes") is not False:
+        mover = str(tpl.get("datamover") or "")
+        if mover not in ("", "velero"):
+            return [f"volume data moved by data mover {mover}, not Velero's built-in one: where it writes cannot be "
+                    "seen"], ""
+        drivers = sorted({str(sc.get("provisioner", "")) for sc in ev.scoped("StorageClass")} - {""})
+        labelled = {str(c.get("driver", "")) for c in ev.scoped("VolumeSnapshotClass")
+                    if labels(c).get(VELERO_SNAPSHOT_CLASS_LABEL) == "true"}
+        unlabelled = [d for d in drivers if d not in labelled]
+        if unlabelled:
+            return [f"no VolumeSnapshotClass labelled {VELERO_SNAPSHOT_CLASS_LABEL}=true for driver "
+                    f"{', '.join(unlabelled)}: Velero cannot snapshot those volumes to move their data"], ""
+        return [], "volume data: CSI snapshots moved to the backup location by Velero's data mover"
+    if tpl.get("snapshotVolumes") is False:
+        return ["volume data is not backed up (snapshotVolumes false, no file-system backup)"], ""
+    return ["volume data stays in the primary region: CSI snapshots are kept by the storage provider "
+            "(snapshotMoveData and defaultVolumesToFsBackup are not true)"], ""
+
+
+@control("BCK-01", "Backups of every stateful namespace, volume data included, and of an external database go to a "
+         "second region, also in the EEA (daily kept 30 days, monthly kept 180 days)", "critical",
+         HDS, ("ans-k8s", "hds"), "Enable backup with a location in another EEA region, the daily and monthly schedules "
+         "with the volume data moved (backup.data_mover), and declare an external database's provider backups.")
 def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
-    # The second region and the retention are seen in the Velero objects; the region's country is the stack's label.
+    # The second region, the retention and how volume data travels are seen in the Velero objects; the region's
+    # country is the stack's label; an external database's backups are the stack's declaration.
     data_ns = sorted({w.namespace for w in ev.workloads() if stateful(w)})
     storage_regions = {v for sc in ev.scoped("StorageClass") for t in sc.get("allowedTopologies") or []
                        for e in t.get("matchLabelExpressions") or [] for v in e.get("values") or []}
+    yield from database_backup(ev, storage_regions, "BCK-01")
     locations = {meta(b)["name"]: b for b in ev.scoped("BackupStorageLocation")}
     schedules = ev.scoped("Schedule")
     if not schedules:
@@ -208,8 +355,10 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"storage location {loc_name} names no region: it cannot be told from the primary region")
             elif region in storage_regions:
                 problems.append(f"backups stay in the primary region {region}, not a second region")
+        moved, how = volume_data(s, ev)
+        problems += moved
         ttl = _ttl_hours(str(dig(s, "spec", "template", "ttl", default="") or ""))
-        floor = {"daily": 30, "monthly": 180}.get(kind or "")
+        floor = {"daily": DAILY_DAYS, "monthly": MONTHLY_DAYS}.get(kind or "")
         if floor and ttl < floor * 24:
             problems.append(f"{kind} backups kept {ttl / 24:g} days, less than {floor} days")
         if "*" not in included and not set(data_ns) <= included:
@@ -219,7 +368,7 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         if kind and not problems:
             covered[kind] |= set(data_ns)
         yield judge(s, problems, f"{kind or 'custom'} schedule ({cron}), kept {ttl / 24:g} days in {loc_name} "
-                                 f"(region {region}, not a primary region)")
+                                 f"(region {region}, not a primary region); {how}")
     for name in sorted(used):
         yield backup_country(used[name])
     for kind in ("daily", "monthly"):

@@ -1,13 +1,16 @@
 """MSSanté relay (MSS-01..08), judged on the Postfix main.cf / master.cf the relay runs."""
 from __future__ import annotations
 
+import hashlib
+import json
+import posixpath
 from typing import Iterator
 
 from socle.constants import ANN_MAILBOX_PURGE_DAYS, MSS_TLS12_SUITES
 
 from .. import configs
 from ..evidence import Evidence, annotations, argv, dig, meta
-from ..model import Context, Control, Finding, declared, failed, judge
+from ..model import Context, Control, Finding, declared, failed, judge, missing
 from . import registrar
 from ._common import (
     Parsed,
@@ -98,36 +101,113 @@ def _map_path(value: str) -> str | None:
     return path if path.startswith("/") else None
 
 
-def _refreshed(ev: Evidence, p: Parsed, maps: list[str]) -> tuple[list[str], list[str]]:
-    """(refresher containers, problems): every authorized-domain map Postfix reads lies on a volume that a container
-    of the same pod, running the domain refresh script, writes."""
+# MSS-05: the ANS white list of the MSSanté trust space, and the kit's refresher program that reads it: SHA-256 of
+# the program file (components/templates/refresh_domains.py). tests/test_mssante_list.py runs that very program
+# against a local list server and real Postfix: it keeps the previous maps on any download, TLS, parse or
+# plausibility error. Another program (the former grep script, a local edit) is not judged fail-closed.
+WHITE_LIST_URL = "https://espacedeconfiance.mssante.fr/listeblanchemssante.xml"
+REFRESHER_SHA256 = "964cb31d06d4bca1ea20f0000ff6ad2797e1b56e6bef063f65c7aa509c25d972"
+REFRESHER_MAPS = ("recipient_access", "relay_domains")  # the maps the program writes
+# Postfix daemons notice a replaced indexed file and restart; a texthash (or plain file) table is read once per
+# process, so a refreshed list would go unseen until a restart.
+INDEXED = ("hash", "btree", "lmdb", "cdb", "dbm", "sdbm")
+ANN_MSSANTE_MODE = "socle.esante.fr/mssante-mode"
+
+
+def _secret_at(w, c: dict, path: str) -> str | None:
+    vol, _ = w.volume_at(c, path)
+    return dig(vol or {}, "secret", "secretName")
+
+
+def _refresher(ev: Evidence, p: Parsed, tables: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(refresher containers, problems, missing evidence): a container beside Postfix runs the kit's white-list parser,
+    whose configuration names the ANS white list, the trust bundle Secret Postfix verifies its peers with, and the
+    directory of the indexed maps Postfix reads, on a volume it writes."""
+    maps = [str(_map_path(t)) for t in tables]
     users = ev.mounts_of(p.file.obj)
     if not users:
-        return [], ["no workload runs this relay configuration"]
-    found, problems = set(), []
+        return [], ["no workload runs this relay configuration"], []
+    found, problems, unknown = [], [], []
+    ca_secret_postfix = None
     for w, c, _ in users:
-        refreshers = []
-        for other in w.containers(init=False):
-            scripts = [n for n in (m.get("name") for m in other.get("volumeMounts") or [])
-                       if "refresh-domains.sh" in ((ev.get("ConfigMap", w.namespace, str(dig(w.volume(str(n)) or {}, "configMap", "name")))
-                                                    or {}).get("data") or {})]
-            if other is not c and scripts and any("refresh-domains.sh" in a for a in argv(other)):
-                refreshers.append(other)
-        for path in maps:
-            vol, _ = w.volume_at(c, path)
-            writers = [str(r.get("name")) for r in refreshers if vol is not None and any(
-                m.get("name") == vol.get("name") and not m.get("readOnly") for m in r.get("volumeMounts") or [])]
-            if not writers:
-                problems.append(f"{w.ref}: the authorized-domain map {path} is not rewritten by a domain-list refresher")
-            found.update(f"{w.ref} container {n}" for n in writers)
-    return sorted(found), problems
+        ca = p.data.get("smtp_tls_CAfile")
+        ca_secret_postfix = _secret_at(w, c, ca) if ca else None
+        candidates = [o for o in w.containers(init=False) if o is not c and len(argv(o)) >= 3
+                      and posixpath.basename(argv(o)[0]).startswith("python")]
+        runs = []
+        for o in candidates:
+            program, why = ev.resolve(w, o, argv(o)[1])
+            conf_file, why2 = ev.resolve(w, o, argv(o)[2])
+            if program is None or conf_file is None:
+                unknown.append(f"{w.ref} container {o.get('name')}: {why or why2}")
+                continue
+            runs.append((o, program, conf_file))
+        if not runs:
+            if not unknown:
+                problems.append(f"{w.ref}: no container beside Postfix refreshes the domain list (the white-list parser)")
+            continue
+        for o, program, conf_file in runs:
+            name = f"{w.ref} container {o.get('name')}"
+            digest = hashlib.sha256(program.text.encode()).hexdigest()
+            if digest != REFRESHER_SHA256:
+                problems.append(f"{name}: the refresher program is not the kit's fail-closed white-list parser "
+                                f"(sha256 {digest[:16]}…)")
+                continue
+            try:
+                conf = json.loads(conf_file.text)
+            except (ValueError, RecursionError):
+                problems.append(f"{name}: its configuration {conf_file.key} is not JSON")
+                continue
+            if not isinstance(conf, dict):
+                problems.append(f"{name}: its configuration {conf_file.key} is not an object")
+                continue
+            if conf.get("url") != WHITE_LIST_URL:
+                problems.append(f"{name}: the domain list {str(conf.get('url'))[:120]} is not the ANS white list "
+                                f"of the trust space ({WHITE_LIST_URL})")
+            ca_file = str(conf.get("ca_file") or "")
+            secret = _secret_at(w, o, ca_file) if ca_file.startswith("/") else None
+            if secret is None:
+                problems.append(f"{name}: the list's server is verified against {ca_file or 'nothing'}, which is not "
+                                "on a Secret volume: not the IGC-Santé trust bundle")
+            elif secret != ca_secret_postfix:
+                problems.append(f"{name}: the list's server is verified against Secret {secret}, not the trust bundle "
+                                f"Postfix verifies its peers with ({ca_secret_postfix or 'none'})")
+            maps_dir = str(conf.get("maps_dir") or "")
+            kinds = sorted({t.split(":", 1)[0] for t in tables if ":" in t} - {str(conf.get("map_type"))})
+            if kinds:
+                problems.append(f"{name}: it writes {conf.get('map_type')} maps, Postfix reads {', '.join(kinds)}")
+            for path in maps:
+                vol, rest = w.volume_at(c, path)
+                target = posixpath.join(maps_dir, posixpath.basename(path))
+                mount = next((m for m in o.get("volumeMounts") or [] if vol is not None and m.get("name") == vol.get("name")
+                              and not m.get("readOnly")), None)
+                theirs = w.volume_at(o, target) if mount else (None, "")
+                if (posixpath.basename(path) not in REFRESHER_MAPS or mount is None or theirs[0] is not vol
+                        or theirs[1] != rest):
+                    problems.append(f"{name}: the authorized-domain map {path} is not one this refresher rewrites")
+            found.append(name)
+    return found, problems, unknown
 
 
-@control("MSS-05", "Mail exchanged only with ANS-authorized domains; the list refreshed automatically", "critical", MSS,
-         ("mssante",), "Build relay_domains/transport_maps from relay.authorized_domains and keep the refresher running.")
+def _external_problems(v: dict[str, str]) -> list[str]:
+    """Mode external-operator: every message to the operator's relay, never to a recipient domain's MX."""
+    out = [] if v.get("relayhost", "").strip() else ["relayhost not set: the relay delivers directly to each domain's MX"]
+    for key in ("transport_maps", "sender_dependent_relayhost_maps", "sender_dependent_default_transport_maps"):
+        if v.get(key, "").strip():
+            out.append(f"{key} set: it may route domains around the operator's relay")
+    for key in ("relay_transport", "default_transport"):
+        if ":" in v.get(key, ""):
+            out.append(f"{key} {v[key]} names its own next hop, not the operator's relay")
+    return out
+
+
+@control("MSS-05", "Mail exchanged only with the domains of the ANS white list, refreshed automatically and fail-closed; "
+         "in external-operator mode only through the operator's relay", "critical", MSS, ("mssante",),
+         "Keep relay.domain_list_url on the ANS white list and the domain-refresh container running the kit's program; "
+         "without the ANS operator contract set relay.mode external-operator and relay.next_hop.")
 def mss_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
     def relay(p: Parsed) -> Finding:
-        problems = [f"{key} not set" for key in ("relay_domains", "transport_maps") if not p.data.get(key)]
+        problems = [] if p.data.get("relay_domains") else ["relay_domains not set"]
         if p.data.get("mynetworks", "").strip() not in ("", "127.0.0.0/8", "127.0.0.0/8 [::1]/128"):
             problems.append(f"mynetworks {p.data.get('mynetworks')} lets networks relay without checks")
         rcpt = configs.postfix_list(p.data.get("smtpd_recipient_restrictions", ""))
@@ -135,18 +215,38 @@ def mss_05(ev: Evidence, ctx: Context) -> Iterator[Finding]:
             problems.append("smtpd_recipient_restrictions do not end with `reject` after the authorized-domain check")
         elif any(r.startswith("permit") for r in rcpt[: rcpt.index("check_recipient_access")]):
             problems.append("a permit comes before the authorized-domain check")
-        relay_domains = configs.postfix_list(p.data.get("relay_domains", ""))
-        maps = [path for v in relay_domains if (path := _map_path(v))]
-        fixed = [v for v in relay_domains if _map_path(v) is None]
+        parents = configs.postfix_list(p.data.get("parent_domain_matches_subdomains",
+                                                  "relay_domains smtpd_access_maps"))  # Postfix's default has both
+        widened = [k for k in ("relay_domains", "smtpd_access_maps") if k in parents]
+        if widened:
+            problems.append(f"parent_domain_matches_subdomains includes {', '.join(widened)}: a listed domain also "
+                            "authorizes every subdomain")
+        tables = configs.postfix_list(p.data.get("relay_domains", ""))
+        fixed = [v for v in tables if _map_path(v) is None]
         if fixed:
             problems.append(f"relay_domains names fixed domains ({', '.join(fixed)}), not only the refreshed list")
         if "check_recipient_access" in rcpt and rcpt.index("check_recipient_access") + 1 < len(rcpt):
-            maps += [path for path in [_map_path(rcpt[rcpt.index("check_recipient_access") + 1])] if path]
-        if not maps:
+            tables.append(rcpt[rcpt.index("check_recipient_access") + 1])
+        tables = [t for t in tables if _map_path(t)]
+        if not tables:
             problems.append("no authorized-domain map (relay_domains, check_recipient_access) for a refresher to rewrite")
-        refresh, stale = _refreshed(ev, p, maps)
+        for t in tables:
+            kind = t.split(":", 1)[0] if ":" in t and not t.startswith("/") else "file"
+            if kind not in INDEXED:
+                problems.append(f"{t} is read once per Postfix process ({kind}): a refreshed list is not seen "
+                                "until Postfix restarts")
+        refreshers, stale, unknown = _refresher(ev, p, tables)
         problems += stale
-        return judge(p.file.obj, problems, f"authorized domains only, list refreshed by {', '.join(refresh)}", "main.cf")
+        mode = annotations(p.file.obj).get(ANN_MSSANTE_MODE, "operator")
+        if mode == "external-operator":
+            problems += [f"external-operator: {x}" for x in postfix_problems(p, _external_problems)]
+        if unknown and not problems:
+            return missing(p.file.obj, "the domain-list refresher cannot be judged: " + "; ".join(unknown), "main.cf")
+        delivery = ("every message through the operator's relay " + p.data.get("relayhost", "")
+                    if mode == "external-operator" else "direct delivery to the listed domains (mode operator: the ANS "
+                    "operator contract is the stack's declaration, not judged here)")
+        return judge(p.file.obj, problems, f"only the domains of the ANS white list, refreshed fail-closed by "
+                     f"{', '.join(refreshers)} against the trust bundle; {delivery}", "main.cf")
 
     yield from each(main_cf_files(ev), relay)
 
