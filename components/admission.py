@@ -15,7 +15,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict
 
-from socle.constants import ADMISSION_POLICIES, ANN_REQUIREMENTS, KIT, LABEL_BLOCK, PART_OF
+from socle.constants import (
+    ADMISSION_POLICIES,
+    ANN_PSS_EXCEPTION,
+    ANN_REQUIREMENTS,
+    EEA_COUNTRIES,
+    KIT,
+    LABEL_BLOCK,
+    LABEL_ENCRYPTED,
+    LABEL_REGION_COUNTRY,
+    PART_OF,
+)
 
 from .common import child
 
@@ -59,7 +69,17 @@ def policies(allowed_registries: Sequence[str]) -> list[Policy]:
     registries = "[" + ", ".join(cel_string(r + "/") for r in allowed_registries) + "]"
     pinned = (r"c.image.contains('@sha256:') || (c.image.matches(':[A-Za-z0-9._-]+$') && "
               r"!c.image.endsWith(':latest'))")
+    enforce = cel_string("pod-security.kubernetes.io/enforce")
+    eea = "[" + ", ".join(cel_string(c) for c in sorted(EEA_COUNTRIES)) + "]"
     return [
+        Policy("socle-k8s-01", "K8S-01", ({"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                                           "resources": ["namespaces"]},), (
+            (f"has(object.metadata.labels) && {enforce} in object.metadata.labels && "
+             f"(object.metadata.labels[{enforce}] == 'restricted' || (object.metadata.labels[{enforce}] == 'baseline' && "
+             f"has(object.metadata.annotations) && {cel_string(ANN_PSS_EXCEPTION)} in object.metadata.annotations))",
+             "K8S-01: a namespace of the kit enforces Pod Security restricted (baseline only with its stated exception, "
+             f"annotation {ANN_PSS_EXCEPTION})"),
+        ), cluster_scoped=True),
         Policy("socle-k8s-03", "K8S-03", tuple(_WORKLOADS), (
             (f"variables.containers.all(c, !({_SC.format('privileged')}) || c.securityContext.privileged == false)",
              "K8S-03: a container is privileged"),
@@ -111,10 +131,20 @@ def policies(allowed_registries: Sequence[str]) -> list[Policy]:
              "(has(e.valueFrom) && has(e.valueFrom.secretKeyRef))))",
              "K8S-08: a secret reaches a container only through a Secret reference, never a literal value"),
         ), tuple(_POD_VARIABLES)),
+        Policy("socle-hds-01", "HDS-01", ({"apiGroups": ["velero.io"], "apiVersions": ["v1"],
+                                           "operations": ["CREATE", "UPDATE"], "resources": ["backupstoragelocations"]},), (
+            (f"has(object.metadata.labels) && {cel_string(LABEL_REGION_COUNTRY)} in object.metadata.labels && "
+             f"object.metadata.labels[{cel_string(LABEL_REGION_COUNTRY)}] in {eea}",
+             f"HDS-01: backups are stored in the European Economic Area (label {LABEL_REGION_COUNTRY})"),
+        ), cluster_scoped=True),
         Policy("socle-hds-04", "HDS-04", ({"apiGroups": ["storage.k8s.io"], "apiVersions": ["v1"],
                                            "operations": ["CREATE", "UPDATE"], "resources": ["storageclasses"]},), (
             ("has(object.reclaimPolicy) && object.reclaimPolicy == 'Retain'",
              "HDS-04: the kit's storage classes keep volumes when their claims are deleted (reclaimPolicy: Retain)"),
+            (f"has(object.metadata.labels) && {cel_string(LABEL_ENCRYPTED)} in object.metadata.labels && "
+             f"object.metadata.labels[{cel_string(LABEL_ENCRYPTED)}] == 'true'",
+             f"HDS-04: the kit's storage classes encrypt volumes at rest ({LABEL_ENCRYPTED}: \"true\", with the "
+             "driver's encryption parameters)"),
         ), cluster_scoped=True),
         Policy("socle-bck-01", "BCK-01", ({"apiGroups": ["velero.io"], "apiVersions": ["v1"],
                                            "operations": ["CREATE", "UPDATE"], "resources": ["schedules"]},), (

@@ -77,8 +77,9 @@ HSTS_MIN_MAX_AGE = 31536000  # TLS-03
 # K8S-11: the admission policies the platform layer renders (components/admission.py), by name, with the requirement
 # each one enforces at admission; the audit checks that each is present and bound to deny in the kit's namespaces.
 ADMISSION_POLICIES = {
-    "socle-k8s-03": "K8S-03", "socle-k8s-04": "K8S-04", "socle-k8s-05": "K8S-05", "socle-k8s-06": "K8S-06",
-    "socle-k8s-07": "K8S-07", "socle-k8s-08": "K8S-08", "socle-hds-04": "HDS-04", "socle-bck-01": "BCK-01",
+    "socle-k8s-01": "K8S-01", "socle-k8s-03": "K8S-03", "socle-k8s-04": "K8S-04", "socle-k8s-05": "K8S-05", "socle-k8s-06": "K8S-06",
+    "socle-k8s-07": "K8S-07", "socle-k8s-08": "K8S-08", "socle-hds-04": "HDS-04", "socle-hds-01": "HDS-01",
+    "socle-bck-01": "BCK-01",
 }
 
 # What an audit reads from a live cluster, one LIST per kind: (API group, version, plural, kind, namespaced).

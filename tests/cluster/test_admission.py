@@ -136,6 +136,30 @@ def _storage_class(objs, reclaim: str = "Retain"):
     return sc
 
 
+def _namespace(objs, enforce: str = "", exception: bool = True):
+    ns = copy.deepcopy(_one(objs, "Namespace", "chdemo-mss"))  # baseline, with its stated exception
+    ns["metadata"]["name"] = "socle-admission-ns"
+    ns["metadata"]["labels"].pop("kubernetes.io/metadata.name", None)
+    if enforce:
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = enforce
+    if not exception:
+        ns["metadata"].get("annotations", {}).pop("socle.esante.fr/pod-security-exception", None)
+    return ns
+
+
+def _location(objs, country: str = "FR"):
+    bsl = copy.deepcopy(_one(objs, "BackupStorageLocation", "socle-second-region"))
+    bsl["metadata"]["name"] = "socle-admission-test"
+    bsl["metadata"]["labels"]["socle.esante.fr/region-country"] = country
+    return bsl
+
+
+def _unencrypted(objs):
+    sc = _storage_class(objs)
+    sc["metadata"]["labels"]["socle.esante.fr/encrypted"] = "false"
+    return sc
+
+
 def _schedule(objs, moved: bool = True):
     sch = copy.deepcopy(_one(objs, "Schedule", "socle-daily"))
     if not moved:
@@ -145,6 +169,8 @@ def _schedule(objs, moved: bool = True):
 
 
 CASES = [
+    ("K8S-01", "baseline without a stated exception", lambda objs: _namespace(objs, exception=False), _namespace),
+    ("K8S-01", "privileged namespace", lambda objs: _namespace(objs, "privileged"), _namespace),
     ("K8S-03", "writable root filesystem", _writable_root, _deployment),
     ("K8S-03", "root user", _root_user, _deployment),
     ("K8S-04", "no limits", _no_limits, _deployment),
@@ -153,7 +179,9 @@ CASES = [
     ("K8S-06", "service account token mounted", _token, _deployment),
     ("K8S-07", "NodePort service", lambda objs: _service(objs, "NodePort"), _service),
     ("K8S-08", "password as a literal env value", _literal_password, _deployment),
+    ("HDS-01", "backups in the United States", lambda objs: _location(objs, "US"), _location),
     ("HDS-04", "storage class deleting volumes", lambda objs: _storage_class(objs, "Delete"), _storage_class),
+    ("HDS-04", "storage class not encrypted", _unencrypted, _storage_class),
     ("BCK-01", "schedule leaving volume data in place", lambda objs: _schedule(objs, moved=False), _schedule),
 ]
 
