@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,6 +35,7 @@ from socle.constants import ANN_REQUIREMENTS, PSC_ACR, PSC_SCOPE
 from .common import (
     AuditTarget,
     child,
+    config_secret,
     config_volume,
     container_security,
     empty_dir,
@@ -117,6 +118,7 @@ class AuthzArgs(BaseModel):
     psc: PscEndpoints
     psc_client_id: str
     psc_client_secret: str  # Secret name (key client-secret)
+    psc_client_secret_value: Any = None  # the secret from the stack's encrypted configuration, else a Secret you create
     psc_scope: str = PSC_SCOPE
     psc_acr: str = PSC_ACR
     browser_redirect_uris: Sequence[str]
@@ -372,6 +374,9 @@ class AuthzServer(pulumi.ComponentResource):
                                metadata={"name": args.browser_client_secret, "namespace": target,
                                          "labels": labels("authz", "keycloak", target)},
                                type="Opaque", string_data={"client-secret": browser.result}, opts=child(self))
+        if args.psc_client_secret_value is not None:  # PSC-03: from the stack's encrypted configuration
+            config_secret(self, ns, args.psc_client_secret, {"client-secret": args.psc_client_secret_value},
+                          "psc.client_secret_value", lbl)
         sel = selector("keycloak", ns)
         realm_cm = hashed_config_map(self, ns, "keycloak-realm", lbl, config_files(args),
                                      {ANN_REQUIREMENTS: "API-02 API-03 API-04 PSC-01 PSC-02 PSC-03 PSC-04 PSC-05"})

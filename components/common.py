@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from socle.constants import KIT, LABEL_BLOCK, PART_OF
+from socle.constants import ANN_SECRET_SOURCE, KIT, LABEL_BLOCK, PART_OF
 
 from .grammar import GrammarError, render_checked
 
@@ -128,6 +128,19 @@ def secret_volume(name: str, secret: str, mode: int = 0o440, items: Iterable[tup
     if items is not None:
         vol["secret"]["items"] = [{"key": k, "path": p} for k, p in items]
     return vol
+
+
+def config_secret(parent: pulumi.Resource, namespace: str, name: str, data: Mapping[str, Any], source: str,
+                  lbl: Mapping[str, str], secret_type: str = "Opaque") -> Any:
+    """A Secret written from the stack's encrypted configuration (socle.secretvalue): values kept secret in the
+    state, the parameter it comes from on ANN_SECRET_SOURCE (the render lists it, never writes it)."""
+    return k8s.core.v1.Secret(
+        f"{namespace}-{name}-from-config",
+        metadata={"name": name, "namespace": namespace, "labels": dict(lbl), "annotations": {ANN_SECRET_SOURCE: source}},
+        type=secret_type,
+        string_data={k: v if k == "username" else pulumi.Output.secret(v) for k, v in data.items()},
+        opts=child(parent),
+    )
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import (
     ANN_REQUIREMENTS,
-    ANN_SECRET_SOURCE,
     ANNUAIRE_SANTE_FHIR,
     FHIR_VERSION,
     FR_CORE_PACKAGE,
@@ -34,6 +33,7 @@ from .common import (
     AuditTarget,
     child,
     claim_template,
+    config_secret,
     config_volume,
     container_security,
     empty_dir,
@@ -87,7 +87,8 @@ class FhirArgs(BaseModel):
     validation: bool
     terminology_server: str
     annuaire_api_key_secret: str
-    annuaire_api_key: Any = None  # the key from the stack's encrypted configuration (an Output), or None: a Secret you create
+    annuaire_api_key: Any = None  # the key from the stack's encrypted configuration, or None: a Secret you create
+    database_password: Any = None  # external database: its password from the stack's encrypted configuration
     ins_systems: Sequence[str]
     database: DatabaseArgs
     memory: str = "2Gi"
@@ -274,18 +275,14 @@ class FhirStore(pulumi.ComponentResource):
         else:
             assert db.credentials_secret
             creds_secret = db.credentials_secret
+            if args.database_password is not None:  # from the stack's encrypted configuration, else yours
+                config_secret(self, ns, creds_secret, {"username": db.user, "password": args.database_password},
+                              "fhir.database.password", labels("fhir", "hapi-fhir", ns), "kubernetes.io/basic-auth")
 
         # FHIR-03: the Annuaire Santé key from the stack's encrypted configuration, kept secret in the state.
         if args.annuaire_api_key is not None:
-            k8s.core.v1.Secret(
-                f"{ns}-annuaire-api-key",
-                metadata={"name": args.annuaire_api_key_secret, "namespace": ns,
-                          "labels": labels("fhir", "hapi-fhir", ns),
-                          "annotations": {ANN_SECRET_SOURCE: "fhir.annuaire_api_key"}},
-                type="Opaque",
-                string_data={"api-key": pulumi.Output.secret(args.annuaire_api_key)},
-                opts=child(self),
-            )
+            config_secret(self, ns, args.annuaire_api_key_secret, {"api-key": args.annuaire_api_key},
+                          "fhir.annuaire_api_key", labels("fhir", "hapi-fhir", ns))
 
         # --- HAPI FHIR -----------------------------------------------------------------------------
         app = {

@@ -98,6 +98,7 @@ def component_args(p: Params) -> dict[str, BaseModel]:
         replicas=p.fhir.replicas, public_host=public_fhir_host, validation=p.fhir.validation_fr_core,
         terminology_server=p.fhir.terminology_server, annuaire_api_key_secret=p.fhir.annuaire_api_key_secret,
         annuaire_api_key=secret_input(p.fhir.annuaire_api_key),
+        database_password=secret_input(db.password) if db.mode == "external" else None,
         ins_systems=p.fhir.ins_systems, memory=p.fhir.memory,
         database=DatabaseArgs(
             mode=db.mode, host=db.host, port=db.port, name=db.name, user=db.user,
@@ -135,6 +136,7 @@ def component_args(p: Params) -> dict[str, BaseModel]:
         syslog_image=p.images.syslog, realm=p.authz.realm, public_host=authz_host(p),
         psc=psc_endpoints(p.psc.issuer, p.psc.wallet_host or wallet_host(p.psc.issuer)),
         psc_client_id=p.psc.client_id, psc_client_secret=p.psc.client_secret,
+        psc_client_secret_value=secret_input(p.psc.client_secret_value),
         browser_redirect_uris=[f"https://{gateway.psc_redirect_host}/oauth2/callback"],
         browser_client_secret=p.authz.browser_client_secret, browser_secret_namespaces=[ns["gateway"]],
         api_clients=[ApiClient(client_id=c.client_id, subject_dn=c.subject_dn, issuer_dn=c.issuer_dn) for c in p.authz.api_clients],
