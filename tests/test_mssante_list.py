@@ -303,7 +303,8 @@ def require_postfix() -> None:
         pytest.skip("Postfix is started as its own users: needs root")
 
 
-def _rcpt(relay: harness.Relay, pki: TestPki, domains: list[str]) -> dict[str, int]:
+def _session(relay: harness.Relay, pki: TestPki) -> smtplib.SMTP:
+    """An SMTP session with the relay, under STARTTLS with the organisation's client certificate."""
     s = smtplib.SMTP(harness.LOCAL, relay.port, local_hostname="probe.verify.test", timeout=20)
     s.ehlo()
     ctx = ssl.create_default_context(cafile=str(pki.health.cert_path))
@@ -311,6 +312,11 @@ def _rcpt(relay: harness.Relay, pki: TestPki, domains: list[str]) -> dict[str, i
     ctx.load_cert_chain(pki.org_client.cert, pki.org_client.key)
     s.starttls(context=ctx)
     s.ehlo()
+    return s
+
+
+def _rcpt(relay: harness.Relay, pki: TestPki, domains: list[str]) -> dict[str, int]:
+    s = _session(relay, pki)
     out = {}
     for d in domains:
         s.mail("app@verify.test")
@@ -365,13 +371,7 @@ def test_external_operator_sends_every_listed_domain_to_the_operator_relay(pki, 
     """mode external-operator: a domain that came with the list (not in the stack) goes to next_hop, never to its MX."""
     with postfix_with_list(pki, site, tmp_path, "/external.xml", NOISY, mode="external-operator", operator_dn=False) as (relay, r):
         assert "relayhost = [127.0.0.1]:" in (relay.config_dir / "main.cf").read_text()
-        s = smtplib.SMTP(harness.LOCAL, relay.port, local_hostname="probe.verify.test", timeout=20)
-        s.ehlo()
-        ctx = ssl.create_default_context(cafile=str(pki.health.cert_path))
-        ctx.check_hostname = False
-        ctx.load_cert_chain(pki.org_client.cert, pki.org_client.key)
-        s.starttls(context=ctx)
-        s.ehlo()
+        s = _session(relay, pki)
         s.mail("app@verify.test")
         assert s.rcpt("doctor@filler042.mssante.test")[0] == 250
         assert s.data(b"Subject: external operator\r\n\r\nbody\r\n")[0] == 250

@@ -136,25 +136,21 @@ def api_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems.append(f"route {r.get('name')}: no server for host {r.get('host')}")
             elif r.get("role") == "authorization-server":
                 # browsers log in there without a certificate; API clients authenticate with theirs (API-02)
-                ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
-                if server.value("ssl_verify_client") not in ("on", "optional") or not ca:
-                    problems.append(f"authorization server {r.get('host')} does not verify client certificates")
-                else:
-                    ok, why = ev.secret_backed(p.file.obj, ca)
-                    if not ok:
-                        problems.append(f"authorization server {r.get('host')} verifies client certificates against CAs "
-                                        f"not from a Secret ({why})")
+                problems += client_certificates(p, server, ("on", "optional"), f"authorization server {r.get('host')}",
+                                                "does not verify client certificates")
             elif sens == "sensitive":
-                ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
-                if server.value("ssl_verify_client") != "on" or not ca:
-                    problems.append(f"sensitive route {r.get('name')} ({r.get('host')}) does not require client certificates")
-                else:
-                    ok, why = ev.secret_backed(p.file.obj, ca)
-                    if not ok:
-                        problems.append(f"sensitive route {r.get('name')} verifies client certificates against CAs not "
-                                        f"from a Secret ({why})")
+                problems += client_certificates(p, server, ("on",), f"sensitive route {r.get('name')}",
+                                                f"({r.get('host')}) does not require client certificates")
         return judge(p.file.obj, problems, "every route labelled; sensitive routes require client certificates verified "
                      "against a trust bundle Secret", "nginx.conf")
+
+    def client_certificates(p: Parsed, server, modes: tuple[str, ...], what: str, absent: str) -> list[str]:
+        """A server block verifies client certificates (ssl_verify_client in `modes`) against CAs from a Secret."""
+        ca = tls_directive(server, p.data.first("http"), "ssl_client_certificate")
+        if server.value("ssl_verify_client") not in modes or not ca:
+            return [f"{what} {absent}"]
+        ok, why = ev.secret_backed(p.file.obj, ca)
+        return [] if ok else [f"{what} verifies client certificates against CAs not from a Secret ({why})"]
 
     yield from each(nginx_files(ev), gateway)
 
