@@ -8,8 +8,7 @@ import json
 
 import pulumi
 
-from .secretvalue import NOT_ENCRYPTED
-from .stackfile import CONFIG_NS, SECRET_REFUSED, StackError, project_root, validate_config
+from .stackfile import CONFIG_NS, StackError, project_root, secret_problems, validate_config
 
 
 def check_stack_file(stack_file: str) -> None:
@@ -27,13 +26,9 @@ def check_stack_file(stack_file: str) -> None:
         raise pulumi.RunError("invalid stack file:\n" + "\n".join(str(p) for p in exc.problems)) from None
     # The engine hands the program decrypted values: the stack file itself must hold every secret encrypted, and
     # only where the kit takes a secret (the rules `socle validate` applies to the file).
-    config = (doc.get("config") or {}) if isinstance(doc, dict) else {}
-    if isinstance(config, dict) and isinstance(config.get(f"{CONFIG_NS}:params"), dict):
-        _, _, problems = validate_config(config, stack_file)
-        refused = [str(p) for p in problems if p.message in (SECRET_REFUSED, NOT_ENCRYPTED)
-                   or p.message.startswith(NOT_ENCRYPTED)]
-        if refused:
-            raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(refused))
+    refused = secret_problems((doc.get("config") or {}) if isinstance(doc, dict) else {}, stack_file)
+    if refused:
+        raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(str(p) for p in refused))
 
 
 def run() -> None:

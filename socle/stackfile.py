@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from blueprints import Blueprint, registry
 
-from .secretvalue import DECRYPTED
+from .secretvalue import DECRYPTED, NOT_ENCRYPTED
 
 CONFIG_NS = "socle"
 KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit"}
@@ -165,6 +165,40 @@ def validate_audit(config: dict[str, Any], file: str) -> tuple[Any, list[Problem
     return (cfg if not problems else None), problems
 
 
+def _params(bp: Blueprint, params_raw: dict, file: str, decrypted: bool) -> tuple[BaseModel | None, list[Problem]]:
+    """The parameter model of `socle:params`, or every problem of its shape. An encrypted value (`{secure: ...}`) is
+    accepted where the model takes a secret (socle.secretvalue), refused by its key path anywhere else;
+    `decrypted`: the engine's run of the program, which gets clear values."""
+    prefix = f"config.{CONFIG_NS}:params"
+    encrypted = secure_paths(params_raw)
+    try:
+        return bp.model.model_validate_json(json.dumps(params_raw, default=str), context={DECRYPTED: decrypted}), []
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        refused = set()
+        for err in exc.errors():
+            loc = _loc(tuple(err["loc"]))
+            secret = next((e for e in encrypted if loc == e or loc.startswith((f"{e}.", f"{e}["))), None)
+            if secret is not None:
+                if secret not in refused:
+                    refused.add(secret)
+                    problems.append(Problem(file, f"{prefix}.{secret}", SECRET_REFUSED))
+                continue
+            problems.append(Problem(file, f"{prefix}.{loc}" if loc else prefix, _message(err)))
+        return None, problems
+
+
+def secret_problems(config: Any, file: str) -> list[Problem]:
+    """What the stack file itself must hold encrypted, and where it may: secrets in clear, and encrypted values at
+    keys that take no secret (the program checks this on the file, since the engine hands it decrypted values)."""
+    params_raw = config.get(f"{CONFIG_NS}:params") if isinstance(config, dict) else None
+    name = config.get(f"{CONFIG_NS}:blueprint") if isinstance(params_raw, dict) else None
+    bp = registry().get(name) if isinstance(name, str) else None
+    if bp is None:
+        return []
+    return [p for p in _params(bp, params_raw, file, decrypted=False)[1] if p.message in (SECRET_REFUSED, NOT_ENCRYPTED)]
+
+
 def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Blueprint | None, BaseModel | None, list[Problem]]:
     """Validate the `config:` mapping of a stack file; returns (blueprint, params, problems)."""
     problems: list[Problem] = []
@@ -209,22 +243,9 @@ def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Bl
         return bp, None, problems
 
     prefix = f"config.{CONFIG_NS}:params"
-    # An encrypted value (`{secure: ...}`) is accepted where the model takes a secret (socle.secretvalue), refused
-    # by its key path anywhere else; `decrypted`: the engine's run of the program, which gets clear values.
-    encrypted = secure_paths(params_raw)
-    try:
-        params = bp.model.model_validate_json(json.dumps(params_raw, default=str), context={DECRYPTED: decrypted})
-    except ValidationError as exc:
-        refused = set()
-        for err in exc.errors():
-            loc = _loc(tuple(err["loc"]))
-            secret = next((e for e in encrypted if loc == e or loc.startswith((f"{e}.", f"{e}["))), None)
-            if secret is not None:
-                if secret not in refused:
-                    refused.add(secret)
-                    add(f"{prefix}.{secret}", SECRET_REFUSED)
-                continue
-            add(f"{prefix}.{loc}" if loc else prefix, _message(err))
+    params, more = _params(bp, params_raw, file, decrypted)
+    problems += more
+    if params is None:
         return bp, None, problems
     for path, message in bp.refusals(params):
         add(f"{prefix}.{path}", message)
