@@ -1,7 +1,7 @@
 """Certified blueprints: versioned compositions of components with a pydantic parameter model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Callable
 
@@ -23,6 +23,12 @@ class Blueprint:
     advisories: Callable[[Any], list[tuple[str, str]]] = lambda params: []
     # stack outputs (`pulumi stack output`, StackReference): endpoints, namespaces, roles; never a secret
     outputs: Callable[[Any], dict[str, Any]] = lambda params: {}
+    # the stack (stacks/Pulumi.<name>.yaml) whose render, audit and verification certify the blueprint
+    reference_stack: str = "demo"
+    # the files (globs relative to the project root) whose SHA-256 digests make the certified blueprint
+    sources: tuple[str, ...] = ()
+    # stack-file migrations between blueprint versions: (from_version, to_version) -> function(params dict) -> dict
+    migrations: dict[tuple[str, str], Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def major(self) -> str:
