@@ -9,6 +9,19 @@ from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
+class Inventory:
+    """What the tooling (CLI, render, audit, `socle verify`) needs to know of a stack, whatever its blueprint's
+    parameters: the profile, the kit's namespaces and their blocks, the auditors' group, the allowed registries and
+    the tenants (FINESS -> short name)."""
+
+    profile: str
+    namespaces: dict[str, str]  # namespace -> block
+    auditors_group: str
+    allowed_registries: tuple[str, ...]
+    tenants: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Blueprint:
     name: str
     version: str  # semantic version of the parameter model and composition
@@ -19,6 +32,7 @@ class Blueprint:
     stack_template: str  # jinja2 template (package resource) used by `socle new`
     component_args: Callable[[Any], dict[str, BaseModel]]  # validated args of the configured components, by block
     config_files: Callable[[Any], dict[str, str]]  # every configuration file the pods read, checked for its grammar
+    inventory: Callable[[Any], Inventory]  # profile, namespaces, auditors, registries, tenants of a stack's parameters
     # (key path, message) for valid values a recommendation advises against: printed by `socle validate`, never refused
     advisories: Callable[[Any], list[tuple[str, str]]] = lambda params: []
     # stack outputs (`pulumi stack output`, StackReference): endpoints, namespaces, roles; never a secret

@@ -25,6 +25,7 @@ from socle.constants import (
 from .common import KubernetesObject, child
 
 HEALTH_DATA_CLASS = "socle-health-data"
+BACKUP_LOCATION = "socle-second-region"  # the BackupStorageLocation every Schedule writes to
 DataMover = Literal["csi-snapshot-data-movement", "file-system-backup", "snapshots-in-place"]
 
 
@@ -39,7 +40,9 @@ class StorageProfile(BaseModel):
     snapshot_driver: str
 
 
-class BackupArgs(BaseModel):
+class BackupLocationArgs(BaseModel):
+    """The cluster's backup location in a second region (platform layer: one per cluster)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     namespace: str  # Velero's namespace
     provider: Literal["aws"] = "aws"
@@ -49,6 +52,14 @@ class BackupArgs(BaseModel):
     region: str
     region_country: str
     credential_secret: str
+
+
+class BackupScheduleArgs(BaseModel):
+    """One établissement's backups (its cell): the daily and monthly Schedules of its namespaces."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    namespace: str  # Velero's namespace
+    name_prefix: str = "socle"  # Schedules `<name_prefix>-daily` and `<name_prefix>-monthly`
     included_namespaces: Sequence[str]
     daily_schedule: str
     daily_ttl_days: int
@@ -70,14 +81,23 @@ class DatabaseBackupArgs(BaseModel):
 
 
 class StorageArgs(BaseModel):
+    """Platform layer: the health-data StorageClass, its snapshot class and the backup location."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     profile: StorageProfile
     region_label: str
     regions: Sequence[str]
     region_countries: Mapping[str, str]  # region name -> ISO country, declared for HDS-01 audits
-    backup: BackupArgs | None
+    backup: BackupLocationArgs | None
     protect: bool = False
     hosted_by: Literal["third-party", "etablissement"] = "third-party"
+
+
+class BackupPlanArgs(BaseModel):
+    """Cell: one établissement's backup Schedules, and what the provider of its external database declares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schedules: BackupScheduleArgs | None
     database_namespace: str = ""  # where the FHIR store (and its database's declaration) lives
     external_database_host: str | None = None  # the FHIR store's database when it is outside the cluster
     database_backup: DatabaseBackupArgs | None = None
@@ -181,7 +201,7 @@ class HdsStorage(pulumi.ComponentResource):
                 f"{name}-backup-location",
                 api_version="velero.io/v1",
                 kind="BackupStorageLocation",
-                metadata={"name": "socle-second-region", "namespace": b.namespace,
+                metadata={"name": BACKUP_LOCATION, "namespace": b.namespace,
                           "labels": {**lbl, LABEL_REGION_COUNTRY: b.region_country},
                           "annotations": {ANN_REQUIREMENTS: "BCK-01 HDS-01"}},
                 spec={
@@ -193,6 +213,22 @@ class HdsStorage(pulumi.ComponentResource):
                 },
                 opts=child(self),
             )
+        self.register_outputs({"storage_class": HEALTH_DATA_CLASS})
+
+
+class BackupPlan(pulumi.ComponentResource):
+    """One établissement's backups. Its objects were children of HdsStorage (kit 0.1): `aliases` carries their
+    former parent so that the engine keeps them rather than replacing them."""
+
+    def __init__(self, name: str, args: BackupPlanArgs, opts: pulumi.ResourceOptions | None = None,
+                 former_parent: pulumi.Resource | None = None):
+        super().__init__("socle:hds:BackupPlan", name, None, opts)
+        lbl = {PART_OF: KIT, LABEL_BLOCK: "storage"}
+
+        def moved() -> pulumi.ResourceOptions:
+            return child(self, aliases=[pulumi.Alias(parent=former_parent)] if former_parent is not None else None)
+        if args.schedules is not None:
+            b = args.schedules
             for kind, schedule, ttl_days in (
                 ("daily", b.daily_schedule, b.daily_ttl_days),
                 ("monthly", b.monthly_schedule, b.monthly_ttl_days),
@@ -201,19 +237,19 @@ class HdsStorage(pulumi.ComponentResource):
                     f"{name}-schedule-{kind}",
                     api_version="velero.io/v1",
                     kind="Schedule",
-                    metadata={"name": f"socle-{kind}", "namespace": b.namespace, "labels": lbl,
+                    metadata={"name": f"{b.name_prefix}-{kind}", "namespace": b.namespace, "labels": lbl,
                               "annotations": {ANN_REQUIREMENTS: "BCK-01"}},
                     spec={
                         "schedule": schedule,
                         "useOwnerReferencesInBackup": False,
                         "template": {
                             "includedNamespaces": sorted(b.included_namespaces),
-                            "storageLocation": "socle-second-region",
+                            "storageLocation": BACKUP_LOCATION,
                             **volume_data_fields(b.data_mover),
                             "ttl": _ttl(ttl_days),
                         },
                     },
-                    opts=child(self),
+                    opts=moved(),
                 )
         if args.external_database_host and args.database_backup is not None:
             # The database lives outside the cluster: Velero does not back it up. What its provider keeps, where and
@@ -225,6 +261,7 @@ class HdsStorage(pulumi.ComponentResource):
                                      LABEL_REGION_COUNTRY: args.database_backup.region_country},
                           "annotations": {ANN_REQUIREMENTS: "BCK-01 HDS-01"}},
                 data=database_backup_data(args.external_database_host, args.database_backup),
-                opts=child(self),
+                opts=moved(),
             )
-        self.register_outputs({"storage_class": HEALTH_DATA_CLASS})
+        self.register_outputs({})
+

@@ -246,8 +246,8 @@ def audit(
 
         gc.freeze()
         # The auditor's standard: --profile, else the stack's (--render, --stack), else production; never the labels.
-        ctx = runner.make_context(ev, today, profile=profile, stack_profile=getattr(st.params, "profile", None) if st else None,
-                                  allowed_registries=tuple(st.params.images.allowed_registries) if st else (),
+        ctx = runner.make_context(ev, today, profile=profile, stack_profile=st.inventory.profile if st else None,
+                                  allowed_registries=st.inventory.allowed_registries if st else (),
                                   stack_file=str(st.file) if st else None)
         result = runner.run(ev, ctx, st.audit if st else None, audit_day=audit_day)
     except (runner.AuditInputError, RenderError) as exc:
@@ -321,7 +321,7 @@ def auditor_kubeconfig(
     group, profile, stack_file = "socle:auditors", "production", None
     if stack:
         st = _load(stack)
-        group, profile, stack_file = st.params.auditors.group, st.params.profile, str(st.file)
+        group, profile, stack_file = st.inventory.auditors_group, st.inventory.profile, str(st.file)
     try:
         # The last command is complete: the auditor's profile (production, or the stack's with --stack) and the reports.
         text = kubeconfig_instructions(user, group, days, profile=profile, stack=stack_file)
@@ -669,12 +669,10 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
     if action == "up":
         # Never take over someone else's objects: a kit namespace that exists in the cluster but not in this stack's
         # state belongs to someone else (or to another state). Provider releases before 4.29 would silently adopt it.
-        from .stackfile import stack_namespaces
-
         ours = {((r.get("outputs") or {}).get("metadata") or {}).get("name")
                 for r in stack_obj.export_stack().deployment.get("resources", [])
                 if r.get("type") == "kubernetes:core/v1:Namespace"}
-        foreign = [n for n in engine.existing_namespaces(target, sorted(stack_namespaces(st.params))) if n not in ours]
+        foreign = [n for n in engine.existing_namespaces(target, sorted(st.inventory.namespaces)) if n not in ours]
         if foreign:
             err.print(f"socle up: namespace(s) {', '.join(foreign)} already exist on {target.server} but are not in "
                       f"stack {st.name}'s state: deploying would take them over. Delete them, or adopt them on purpose "
@@ -688,7 +686,7 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
                 raise typer.Exit(1)
             stack_obj.refresh(on_output=printer)
         elif action == "up":
-            if getattr(st.params, "profile", None) == "production":
+            if st.inventory.profile == "production":
                 # Data-loss guard: a replaced StatefulSet, claim or storage class means new, empty volumes.
                 at_risk = [o for o in _data_loss(stack_obj, lambda _line: None) if o not in set(allow_replace or [])]
                 if at_risk:

@@ -64,6 +64,11 @@ class Stack:
     environments: tuple[str, ...] = ()  # ESC environments the stack file imports (`environment:`)
 
     @property
+    def inventory(self):
+        """What the tooling needs of the stack whatever its blueprint: profile, namespaces, auditors, registries."""
+        return self.blueprint.inventory(self.params)
+
+    @property
     def advisories(self) -> list[Problem]:
         """Valid values a recommendation advises against (the blueprint's `advisories`), as `file:key: message`."""
         return [Problem(self.file, f"config.{CONFIG_NS}:params.{path}", message)
@@ -350,18 +355,9 @@ def load(stack: str, resolved: dict[str, Any] | None = None) -> Stack:
     if problems or bp is None or params is None:
         raise StackError(problems)
     if audit is not None:
-        audit.with_namespaces(stack_namespaces(params)).with_base_dir(path.resolve().parent)
+        audit.with_namespaces(bp.inventory(params).namespaces).with_base_dir(path.resolve().parent)
     return Stack(name=name, file=shown, blueprint=bp, params=params, config=config, audit=audit,
                  secretsprovider=str(doc.get("secretsprovider") or ""), environments=envs)
-
-
-def stack_namespaces(params: BaseModel) -> dict[str, str]:
-    """The kit's namespaces of a stack (name -> block): one per block of its blueprint (`<short_name>-<block>`)."""
-    import importlib
-
-    blocks = getattr(importlib.import_module(type(params).__module__), "BLOCKS", ())
-    namespace = getattr(params, "namespace", None)
-    return {namespace(b): b for b in blocks} if callable(namespace) else {}
 
 
 def pulumi_config(config: dict[str, Any]) -> dict[str, str]:

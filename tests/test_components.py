@@ -10,7 +10,17 @@ from components.fhir import DatabaseArgs, FhirArgs, FhirStore
 from components.gateway import Gateway, GatewayArgs, Route
 from components.pki import BundleSpec, DemoPki, LeafSpec
 from components.relay import Relay, RelayArgs
-from components.storage import BackupArgs, HdsStorage, StorageArgs, ceph_rbd_profile, scaleway_profile
+from components.storage import (
+    BACKUP_LOCATION,
+    BackupLocationArgs,
+    BackupPlan,
+    BackupPlanArgs,
+    BackupScheduleArgs,
+    HdsStorage,
+    StorageArgs,
+    ceph_rbd_profile,
+    scaleway_profile,
+)
 from components.zone import Zone, ZoneArgs
 from socle.render import run_under_mocks
 
@@ -275,21 +285,31 @@ def test_audit_log_retention_and_seal():
 
 
 def test_storage_profiles_are_encrypted_and_retained():
-    backup = BackupArgs(namespace="velero", bucket="b", prefix="p", s3_url="https://s3.example.test", region="fr-srr",
-                        region_country="FR", credential_secret="cred", included_namespaces=["t-fhir"], daily_schedule="0 2 * * *",
-                        daily_ttl_days=30, monthly_schedule="0 3 1 * *", monthly_ttl_days=180)
+    location = BackupLocationArgs(namespace="velero", bucket="b", prefix="p", s3_url="https://s3.example.test",
+                                  region="fr-srr", region_country="FR", credential_secret="cred")
     for profile in (scaleway_profile("kms-1", "luks", "kube-system", "5000"), ceph_rbd_profile("c", "p", "kms", "s", "ceph")):
         objs = objects(lambda: HdsStorage("s", StorageArgs(profile=profile, region_label="topology.kubernetes.io/region",
                                                             regions=["fr-par"], region_countries={"fr-par": "FR"},
-                                                            backup=backup, protect=True)))
+                                                            backup=location, protect=True)))
         sc = one(objs, "StorageClass")
         assert sc["reclaimPolicy"] == "Retain" and sc["parameters"]["encrypted"] == "true"
         assert sc["allowedTopologies"][0]["matchLabelExpressions"][0]["values"] == ["fr-par"]
         assert one(objs, "VolumeSnapshotClass")["deletionPolicy"] == "Retain"
-        ttls = {o["metadata"]["name"]: o["spec"]["template"]["ttl"] for o in objs if o["kind"] == "Schedule"}
-        assert ttls == {"socle-daily": "720h0m0s", "socle-monthly": "4320h0m0s"}
+        assert one(objs, "BackupStorageLocation")["spec"]["objectStorage"] == {"bucket": "b", "prefix": "p"}
+        assert not [o for o in objs if o["kind"] == "Schedule"]  # a cell's, not the platform's
     luks = scaleway_profile("", "luks", "kube-system", "5000").parameters
     assert luks["csi.storage.k8s.io/node-stage-secret-name"] == "luks" and "kmsKeyId" not in luks
+
+
+def test_a_backup_plan_schedules_its_namespaces_to_the_platform_location():
+    schedules = BackupScheduleArgs(namespace="velero", name_prefix="socle-t", included_namespaces=["t-mss", "t-fhir"],
+                                   daily_schedule="0 2 * * *", daily_ttl_days=30, monthly_schedule="0 3 1 * *",
+                                   monthly_ttl_days=180)
+    objs = objects(lambda: BackupPlan("b", BackupPlanArgs(schedules=schedules)))
+    by_name = {o["metadata"]["name"]: o["spec"]["template"] for o in objs if o["kind"] == "Schedule"}
+    assert {n: t["ttl"] for n, t in by_name.items()} == {"socle-t-daily": "720h0m0s", "socle-t-monthly": "4320h0m0s"}
+    assert all(t["includedNamespaces"] == ["t-fhir", "t-mss"] and t["storageLocation"] == BACKUP_LOCATION
+               for t in by_name.values())
 
 
 def test_demo_pki_puts_keys_only_in_secrets():

@@ -93,8 +93,8 @@ def audit_for(config: pytest.Config) -> tuple[runner.Audit, Evidence, dict]:
         else:
             raise EvidenceError(f"--evidence {o.evidence!r}: expected render:STACK, snapshot:FILE, live or live:CONTEXT")
         today = dt.date.fromisoformat(o.as_of) if o.as_of else dt.date.today()
-        ctx = runner.make_context(ev, today, profile=o.profile, stack_profile=stack.params.profile if stack else None,
-                                  allowed_registries=tuple(stack.params.images.allowed_registries) if stack else (),
+        ctx = runner.make_context(ev, today, profile=o.profile, stack_profile=stack.inventory.profile if stack else None,
+                                  allowed_registries=stack.inventory.allowed_registries if stack else (),
                                   stack_file=stack.file if stack else None)
         audit = runner.run(ev, ctx, stack.audit if stack else None, audit_day=dt.date.today())
     except StackError as exc:
