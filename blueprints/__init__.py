@@ -49,7 +49,7 @@ class Blueprint:
         return self.version.split(".", 1)[0]
 
 
-BLUEPRINT_MODULES = ("etablissement",)
+BLUEPRINT_MODULES = ("etablissement", "plateforme_regionale")
 
 
 def registry() -> dict[str, Blueprint]:

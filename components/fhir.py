@@ -97,6 +97,10 @@ class FhirArgs(BaseModel):
     audit: AuditTarget
     client_network: str = "0.0.0.0/0"
     protect: bool = False
+    # Regional platform: the store holds one partition per shared tenant (HAPI request-tenant partitioning, tenant
+    # named by the URL base `/fhir/<tenant>/`, which only the gateway writes); ids are assigned by the server (UUID),
+    # never chosen by a client; FR Core and the terminologies live in the DEFAULT partition.
+    partitioning: bool = False
     service_account: str = "fhir"
     database_service_account: str = "postgres"
 
@@ -123,6 +127,19 @@ def jdbc_url(host: str, port: int, database: str, ca_file: str) -> str:
                            "database and TLS options",
                            [v for v in (host, database) if not re.fullmatch(r"[A-Za-z0-9._-]+|[0-9a-fA-F:.]+", v)] or [host, database])
     return url
+
+
+# hapi.fhir keys of a partitioned store (starter v8.8.0-1 AppProperties.Partitioning; socle/fhir/hapi_properties.json)
+PARTITIONING = {
+    "partitioning": {
+        "request_tenant_partitioning_mode": True,  # RequestTenantPartitionInterceptor, tenant from the URL base
+        "allow_references_across_partitions": False,  # a tenant's resource never points into another's partition
+        "partitioning_include_in_search_hashes": False,
+        "conditional_create_duplicate_identifiers_enabled": False,
+    },
+    "server_id_strategy": "UUID",  # ids assigned by the server: not guessable across tenants
+    "client_id_strategy": "NOT_ALLOWED",  # a client never chooses a resource id (no collision between partitions)
+}
 
 
 def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[str, str] | None = None) -> str:
@@ -181,6 +198,7 @@ def application_yaml(args: FhirArgs, *, db_host: str | None = None, paths: dict[
                 "log_exceptions": True,
             },
             "tester": {},
+            **(PARTITIONING if args.partitioning else {}),
         }},
         "socle": {
             "ins_systems": list(args.ins_systems),

@@ -63,6 +63,11 @@ class Route(BaseModel):
     rate_per_second: int = 100
     burst: int = 200
     max_body: str = "10m"
+    # Tenancy (regional platform): the tenant this host serves — its partition of the FHIR store, reached as
+    # `<upstream>/fhir/<tenant>/`, never named by the client — and the subject DNs (RFC 2253) of its organisation
+    # certificates: any other certificate of the health PKI is refused on this host.
+    tenant: str | None = None
+    client_subjects: Sequence[str] = ()
 
 
 class GatewayArgs(BaseModel):
@@ -133,7 +138,10 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
     # Every NGINX argument is passed whole to its filter (a quoted piece inside a word would not be one argument).
     routes = [{**r.model_dump(), "zone_spec": f"zone=api_{r.name.replace('-', '_')}:10m",
                "zone_ref": f"zone=api_{r.name.replace('-', '_')}", "rate": f"rate={r.rate_per_second}r/s",
-               "upstream": (upstreams or {}).get(r.name, r.upstream)} for r in args.routes]
+               "var_name": r.name.replace("-", "_"),
+               "location": "/fhir/" if r.tenant else "/",
+               "upstream": (upstreams or {}).get(r.name, r.upstream) + (f"/fhir/{r.tenant}/" if r.tenant else "")}
+              for r in args.routes]
     auth = auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}"
     keycloak = authz_upstream or args.authz_upstream
     authz = None
@@ -166,6 +174,7 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         cert_header=CLIENT_CERT_HEADER,
         verify_header=CLIENT_VERIFY_HEADER,
         apis=routes,
+        tenancy=any(r.tenant for r in args.routes),
     )
 
 

@@ -15,6 +15,7 @@ from socle.constants import (
     KIT,
     LABEL_BLOCK,
     LABEL_PROFILE,
+    LABEL_TENANT,
     PART_OF,
 )
 
@@ -45,6 +46,8 @@ class ZoneArgs(BaseModel):
         "cloud load balancers reach the pods through them). Every other node port is refused by the zone's quota (K8S-07)")
     pod_security_exception: str = Field(default="", description="Why a workload cannot meet `restricted`")
     protect: bool = False
+    tenant: str | None = Field(default=None, description="Key (FINESS or SIRET) of the hosted établissement the zone "
+                                                         "belongs to, labelled on its namespace (regional platform)")
 
 
 def _peer(flow: Flow) -> list[dict]:
@@ -89,6 +92,8 @@ class Zone(pulumi.ComponentResource):
             ANN_KIT_VERSION: args.kit_version,
             ANN_ALLOWED_REGISTRIES: " ".join(args.allowed_registries),
         }
+        if args.tenant:
+            labels[LABEL_TENANT] = args.tenant
         if args.pod_security_exception:
             annotations[ANN_PSS_EXCEPTION] = args.pod_security_exception
         self.namespace = k8s.core.v1.Namespace(

@@ -122,6 +122,7 @@ PART_OF = "app.kubernetes.io/part-of"
 LABEL_PREFIX = "socle.esante.fr"
 LABEL_BLOCK = f"{LABEL_PREFIX}/block"
 LABEL_DATA = f"{LABEL_PREFIX}/health-data"
+LABEL_TENANT = f"{LABEL_PREFIX}/tenant"  # a hosted établissement's key (FINESS or SIRET) on its namespaces
 LABEL_PROFILE = f"{LABEL_PREFIX}/profile"  # stamped on every namespace: what an audit of a snapshot judges
 LABEL_ENCRYPTED = f"{LABEL_PREFIX}/encrypted"
 LABEL_REGION_COUNTRY = f"{LABEL_PREFIX}/region-country"

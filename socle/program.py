@@ -46,7 +46,18 @@ def run() -> None:
             raw[f"{CONFIG_NS}:params"] = json.loads(params)
         except json.JSONDecodeError:
             raw[f"{CONFIG_NS}:params"] = params
+    params_raw = raw.get(f"{CONFIG_NS}:params")
+    tenant_files: dict[str, str] = {}
+    if isinstance(params_raw, dict) and "tenants" not in params_raw:  # the engine reads the stack file only
+        from .tenants import with_tenants
+
+        raw, tenant_files, problems = with_tenants(raw, project_root() / stack_file, pulumi.get_stack())
+        if problems:
+            raise pulumi.RunError("invalid tenant files:\n" + "\n".join(str(p) for p in problems))
     bp, model, problems = validate_config(raw, stack_file, decrypted=True)
+    from .tenants import relocate
+
+    problems = relocate(problems, tenant_files)
     if problems or bp is None or model is None:
         raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(str(p) for p in problems))
     from components.grammar import GrammarError

@@ -343,7 +343,12 @@ def load(stack: str, resolved: dict[str, Any] | None = None) -> Stack:
     config = doc["config"]
     if resolved and isinstance(config, dict):
         config = _resolved(config, resolved)
+    from .tenants import relocate, with_tenants
+
+    config, tenant_files, more = with_tenants(config, path, name)  # a regional stack's tenants, one file each
+    problems += more
     bp, params, more = validate_config(config, shown)
+    more = relocate(more, tenant_files)
     if envs and not resolved:
         # Offline, ESC environments cannot be opened: a value the stack file lacks may come from one of them.
         more = [Problem(p.file, p.path, f"not in the stack file: ESC environment(s) {', '.join(envs)} may set it, "

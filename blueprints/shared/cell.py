@@ -53,7 +53,7 @@ def secret_input(value: SecretValue | None):
 
 
 
-def component_args(p: CellParams) -> dict[str, BaseModel]:
+def component_args(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, BaseModel]:
     """The validated arguments of the four configured components, by block. `build` registers the components with
     them; the real-daemon harness renders the same configuration files from them (paths mapped)."""
     production = p.profile == "production"
@@ -85,6 +85,7 @@ def component_args(p: CellParams) -> dict[str, BaseModel]:
             storage_class=HEALTH_DATA_CLASS, storage_size=db.storage_size, image=p.images.postgres,
         ),
         region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
+        partitioning=bool(tenancy),
     )
     routes = []
     for api in p.gateway.apis:
@@ -92,7 +93,9 @@ def component_args(p: CellParams) -> dict[str, BaseModel]:
             upstream = f"http://hapi-fhir.{ns['fhir']}.svc.cluster.local:{HAPI_PORT}"
         else:
             upstream = f"http://{api.service}.{api.namespace}.svc.cluster.local:{api.port}"
+        partition, subjects = (tenancy or {}).get(api.name, (None, []))
         routes.append(Route(name=api.name, host=api.host, owner_group=api.owner_group, sensitivity=api.sensitivity,
+                            tenant=partition, client_subjects=subjects,
                             mtls=api.requires_mtls, token_validation=api.token_validation, upstream=upstream,
                             rate_per_second=api.rate_per_second, burst=api.burst, max_body=api.max_body))
     gateway = GatewayArgs(
@@ -151,10 +154,10 @@ def wallet_host(issuer: str) -> str:
 
 
 
-def config_files(p: CellParams) -> dict[str, str]:
+def config_files(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, str]:
     """Every configuration file the blueprint's pods read, `<block>/<file>`; each is checked against its grammar
     as it is rendered (components.grammar), so `socle validate` finds what `socle render` would refuse."""
-    args = component_args(p)
+    args = component_args(p, tenancy)
     modules = {"auditlog": auditlog_module, "fhir": fhir_module, "gateway": gateway_module, "relay": relay_module,
                "authz": authz_module}
     return {f"{block}/{name}": text for block, module in modules.items() for name, text in module.config_files(args[block]).items()}
@@ -174,6 +177,9 @@ class Cell:
     p: CellParams
     blueprint: str  # "<name> <version>", stamped on every namespace
     tenant: str = ""  # prefix of every Pulumi name of the cell
+    tenant_key: str | None = None  # the hosted établissement's FINESS or SIRET, labelled on the cell's namespaces
+    quota: dict[str, str] = field(default_factory=dict)  # quota_cpu / quota_memory / quota_storage of every zone
+    tenancy: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # API name -> (partition, client DNs)
     zones_by_block: dict[str, Zone] = field(default_factory=dict)
     components: dict[str, Any] = field(default_factory=dict)
 
@@ -258,7 +264,9 @@ class Cell:
         ]
 
         stamp = dict(profile=p.profile, blueprint=self.blueprint, kit_version=KIT_VERSION,
-                     allowed_registries=p.images.allowed_registries)
+                     allowed_registries=p.images.allowed_registries, **self.quota)
+        if self.tenant_key:
+            stamp["tenant"] = self.tenant_key
         zones = {
             "gateway": Zone(self.name("zone-gateway"), ZoneArgs(namespace=ns["gateway"], block="gateway", **stamp,
                                                      load_balancer_node_ports=_lb_ports(p.gateway.service_type, GATEWAY_SERVICE_PORTS),
@@ -327,7 +335,7 @@ class Cell:
                 evidence=pb.evidence)), opts=after_zones, former_parent=None if self.tenant else platform.storage)
         after_storage = pulumi.ResourceOptions(depends_on=self.zone_namespaces + [platform.storage.storage_class])
 
-        args = component_args(p)
+        args = component_args(p, self.tenancy)
         auditlog = AuditLog(self.name("auditlog"), args["auditlog"], opts=after_storage)
         fhir = FhirStore(self.name("fhir"), args["fhir"], opts=after_storage)
         gateway = Gateway(self.name("gateway"), args["gateway"], opts=after_zones)

@@ -7,7 +7,7 @@ import re
 from typing import Iterator
 from urllib.parse import urlparse
 
-from socle.constants import (ANN_HOSTED_BY, ANN_REGION_COUNTRIES, DATABASE_BACKUP, EEA_COUNTRIES, LABEL_DATA,
+from socle.constants import (ANN_HOSTED_BY, ANN_REGION_COUNTRIES, DATABASE_BACKUP, EEA_COUNTRIES, LABEL_DATA, LABEL_TENANT,
                              LABEL_DECLARATION, LABEL_ENCRYPTED, LABEL_REGION_COUNTRY, VELERO_SNAPSHOT_CLASS_LABEL)
 
 from ..evidence import Evidence, Workload, annotations, dig, labels, meta
@@ -338,6 +338,7 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         return
     covered: dict[str, set[str]] = {"daily": set(), "monthly": set()}
     used: dict[str, dict] = {}
+    tenant_of = {meta(n)["name"]: (meta(n).get("labels") or {}).get(LABEL_TENANT) for n in ev.scoped("Namespace")}
     for s in schedules:
         cron = str(dig(s, "spec", "schedule", default="")).strip()
         kind = "daily" if _DAILY.match(cron) else "monthly" if _MONTHLY.match(cron) else None
@@ -361,12 +362,14 @@ def bck_01(ev: Evidence, ctx: Context) -> Iterator[Finding]:
         floor = {"daily": DAILY_DAYS, "monthly": MONTHLY_DAYS}.get(kind or "")
         if floor and ttl < floor * 24:
             problems.append(f"{kind} backups kept {ttl / 24:g} days, less than {floor} days")
-        if "*" not in included and not set(data_ns) <= included:
-            missing = [ns for ns in data_ns if ns not in included]
+        # A schedule covers its own établissement's namespaces (a regional platform has one per tenant).
+        own = {tenant_of.get(ns) for ns in included}
+        missing = [] if "*" in included else [ns for ns in data_ns if ns not in included and tenant_of.get(ns) in own]
+        if missing:
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             problems.append(f"does not include {shown}")
         if kind and not problems:
-            covered[kind] |= set(data_ns)
+            covered[kind] |= set(data_ns) if "*" in included else included & set(data_ns)
         yield judge(s, problems, f"{kind or 'custom'} schedule ({cron}), kept {ttl / 24:g} days in {loc_name} "
                                  f"(region {region}, not a primary region); {how}")
     for name in sorted(used):

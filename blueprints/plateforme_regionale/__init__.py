@@ -1,0 +1,174 @@
+"""Blueprint `plateforme-regionale`: a regional group's platform — the platform layer once, the region's own cell
+(regional gateway with one virtual host per shared tenant, authorization server, partitioned FHIR store, relay,
+audit log), and one cell per dedicated tenant."""
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from blueprints import Blueprint, Inventory
+from blueprints.shared.cell import Cell, component_args as cell_component_args, config_files as cell_config_files
+from blueprints.shared.groups import BLOCKS, Api, Backup, CellParams, Gateway, Organisation, Relay
+from blueprints.shared.platform import build_platform
+from blueprints.shared.refusals import advisories as cell_advisories, production_refusals as cell_refusals
+from components.access import AUDITOR_ROLE
+from components.auditlog import SYSLOG_TLS_PORT
+
+from .model import VERSION, Params, Tenant
+
+NAME = "plateforme-regionale"
+
+
+def tenant_api(p: Params, t: Tenant) -> Api:
+    """A shared tenant's FHIR API on the regional gateway: sensitive (client certificate and bound token)."""
+    return Api(name=f"t-{t.short_name}", host=p.tenant_host(t), owner_group=p.region.owner_group,
+               sensitivity="sensitive", backend="fhir", rate_per_second=p.gateway.rate_per_second)
+
+
+def shared(p: Params) -> list[Tenant]:
+    return [t for _, t in sorted(p.tenants.items()) if t.tier == "shared"]
+
+
+def dedicated(p: Params) -> list[Tenant]:
+    return [t for _, t in sorted(p.tenants.items()) if t.tier == "dedicated"]
+
+
+def region_cell_params(p: Params) -> CellParams:
+    """The region's own cell: its gateway serves every shared tenant's host."""
+    g = p.gateway
+    return CellParams(
+        profile=p.profile,
+        organisation=Organisation(name=p.region.name, finess=p.region.finess, short_name=p.region.short_name,
+                                  owner_group=p.region.owner_group),
+        hosting=p.hosting, storage=p.storage, backup=p.backup, images=p.images, tls=p.tls, pki=p.pki,
+        gateway=Gateway(replicas=g.replicas, hsts_max_age=g.hsts_max_age, service_type=g.service_type,
+                        session_lifetime=g.session_lifetime, apis=[tenant_api(p, t) for t in shared(p)]),
+        psc=p.psc, authz=p.authz, fhir=p.fhir, relay=p.relay, audit=p.audit, auditors=p.auditors,
+    )
+
+
+def tenant_cell_params(p: Params, t: Tenant) -> CellParams:
+    """A dedicated tenant's cell: the region's settings, its own names, hosts, FHIR store and backup schedule."""
+    g = p.gateway
+    host = p.tenant_host(t)
+    backup = Backup(**{**p.backup.model_dump(), "daily_schedule": t.backup.daily_schedule,
+                       "monthly_schedule": t.backup.monthly_schedule})
+    relay = Relay(**{**p.relay.model_dump(), "hostname": f"mss.{host}"})
+    return CellParams(
+        profile=p.profile,
+        organisation=Organisation(name=t.name, finess=t.finess, short_name=t.short_name, owner_group=p.region.owner_group),
+        hosting=p.hosting, storage=p.storage, backup=backup, images=p.images, tls=p.tls, pki=p.pki,
+        gateway=Gateway(replicas=g.replicas, hsts_max_age=g.hsts_max_age, service_type=g.service_type,
+                        session_lifetime=g.session_lifetime,
+                        apis=[Api(name="fhir", host=host, owner_group=p.region.owner_group, sensitivity="sensitive",
+                                  backend="fhir", rate_per_second=g.rate_per_second)]),
+        psc=p.psc.model_copy(update={"redirect_host": None}),
+        authz=p.authz.model_copy(update={"host": None}), fhir=t.fhir or p.fhir, relay=relay, audit=p.audit,
+        auditors=p.auditors,
+    )
+
+
+def tenancy(p: Params) -> dict[str, tuple[str, list[str]]]:
+    """The regional gateway's tenant routes: API name -> (FHIR partition, the tenant's certificate subjects)."""
+    return {f"t-{t.short_name}": (t.short_name, list(t.org_certificates)) for t in shared(p)}
+
+
+def cells(p: Params) -> list[Cell]:
+    bp = f"{NAME} {VERSION}"
+    out = [Cell(region_cell_params(p), blueprint=bp, tenant=p.region.short_name, tenant_key=p.region.finess,
+                tenancy=tenancy(p))]
+    for t in dedicated(p):
+        q = {"quota_cpu": t.quota.cpu, "quota_memory": t.quota.memory, "quota_storage": t.quota.storage}
+        out.append(Cell(tenant_cell_params(p, t), blueprint=bp, tenant=t.short_name, tenant_key=t.key, quota=q))
+    return out
+
+
+def build(p: Params) -> dict[str, Any]:
+    """Register every resource: the cells' zones, the platform layer, then each cell's blocks."""
+    all_cells = cells(p)
+    for cell in all_cells:
+        cell.zones()
+    platform = build_platform(
+        profile=p.profile, hosting=p.hosting, storage=p.storage, backup=p.backup, backup_prefix=p.region.short_name,
+        allowed_registries=p.images.allowed_registries, auditors=p.auditors,
+        exec_namespaces=[ns for cell in all_cells for ns in cell.namespaces.values()],
+        namespaces=[ns for cell in all_cells for ns in cell.zone_namespaces])
+    built = {cell.tenant: cell.blocks(platform) for cell in all_cells}
+    pulumi.export("blueprint", {"name": NAME, "version": VERSION, "profile": p.profile})
+    return {"cells": built, "storage": platform.storage}
+
+
+def namespaces(p: Params) -> dict[str, str]:
+    return {c.p.namespace(b): b for c in cells(p) for b in BLOCKS}
+
+
+def inventory(p: Params) -> Inventory:
+    tenants = {t.key: t.short_name for t in p.tenants.values()}
+    return Inventory(profile=p.profile, namespaces=namespaces(p), auditors_group=p.auditors.group,
+                     allowed_registries=tuple(p.images.allowed_registries), tenants=dict(sorted(tenants.items())))
+
+
+def refusals(p: Params) -> list[tuple[str, str]]:
+    """The refusals of every cell, by the key path of the stack's parameters (a dedicated tenant's own values are
+    named in its file: `tenants.<key>.…`)."""
+    out: list[tuple[str, str]] = []
+    if not shared(p):
+        out.append(("tenants", "the regional gateway serves the shared tenants: host at least one shared tenant"))
+        return out
+    out += cell_refusals(region_cell_params(p))
+    for t in dedicated(p):
+        if t.finess is None:
+            out.append((f"tenants.{t.key}.finess", "a dedicated tenant's cell carries its FINESS juridique (its "
+                        "organisation certificate names it): a tenant without FINESS is hosted in the shared tier"))
+            continue
+        out += [(path if not path.startswith("fhir.") or t.fhir is None else f"tenants.{t.key}.{path}", message)
+                for path, message in cell_refusals(tenant_cell_params(p, t))]
+    return sorted(set(out), key=out.index)
+
+
+def advisories(p: Params) -> list[tuple[str, str]]:
+    return cell_advisories(region_cell_params(p)) if shared(p) else []
+
+
+def component_args(p: Params):
+    """The region's own cell's component arguments (what `socle verify` runs)."""
+    return cell_component_args(region_cell_params(p), tenancy(p))
+
+
+def config_files(p: Params) -> dict[str, str]:
+    files = {f"{p.region.short_name}/{k}": v for k, v in cell_config_files(region_cell_params(p), tenancy(p)).items()}
+    for t in dedicated(p):
+        if t.finess is not None:
+            files.update({f"{t.short_name}/{k}": v for k, v in cell_config_files(tenant_cell_params(p, t)).items()})
+    return files
+
+
+def outputs(p: Params) -> dict[str, Any]:
+    audit_ns = p.namespace("audit")
+    return {
+        "tenantHosts": {t.key: p.tenant_host(t) for t in sorted(p.tenants.values(), key=lambda t: t.key)},
+        "tenantTiers": {t.key: t.tier for t in sorted(p.tenants.values(), key=lambda t: t.key)},
+        "relayHost": p.relay.hostname,
+        "namespaces": namespaces(p),
+        "auditLogEndpoint": f"rsyslog.{audit_ns}.svc.cluster.local:{SYSLOG_TLS_PORT}",
+        "auditorRole": AUDITOR_ROLE,
+        "profile": p.profile,
+    }
+
+
+BLUEPRINT = Blueprint(
+    name=NAME,
+    version=VERSION,
+    description="Regional platform (GRADeS): établissements hosted as tenants, shared or dedicated",
+    model=Params,
+    build=build,
+    refusals=refusals,
+    advisories=advisories,
+    outputs=outputs,
+    inventory=inventory,
+    stack_template="blueprints/plateforme_regionale/stack.yaml.j2",
+    component_args=component_args,
+    config_files=config_files,
+    reference_stack="region-demo",
+)
