@@ -175,7 +175,18 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         verify_header=CLIENT_VERIFY_HEADER,
         apis=routes,
         tenancy=any(r.tenant for r in args.routes),
+        map_bucket=map_hash_bucket_size([dn for r in args.routes for dn in r.client_subjects]),
     )
+
+
+def map_hash_bucket_size(keys: Sequence[str]) -> int:
+    """NGINX's map hash bucket must hold its longest key (with its pointer and length: NGINX refuses to start with
+    "could not build map_hash" otherwise): a power of two, at least the default 64."""
+    need = max((len(k.encode()) for k in keys), default=0) + 32
+    size = 64
+    while size < need:
+        size *= 2
+    return size
 
 
 OAUTH2_HEADER = "browser sessions through the établissement's authorization server (PSC-01..05, API-04)."

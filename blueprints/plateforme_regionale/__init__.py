@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+from pydantic import Field
 
 from blueprints import Blueprint, Inventory
 from blueprints.shared.cell import Cell, component_args as cell_component_args, config_files as cell_config_files
@@ -15,9 +16,15 @@ from blueprints.shared.refusals import advisories as cell_advisories, production
 from components.access import AUDITOR_ROLE
 from components.auditlog import SYSLOG_TLS_PORT
 
-from .model import VERSION, Params, Tenant
+from .model import MAX_TENANTS, VERSION, Params, Tenant
 
 NAME = "plateforme-regionale"
+
+
+class RegionalGatewayParams(Gateway):
+    """The region's gateway: one API (virtual host) per shared tenant, up to the model's number of tenants."""
+
+    apis: list[Api] = Field(min_length=1, max_length=MAX_TENANTS)
 
 
 def tenant_api(p: Params, t: Tenant) -> Api:
@@ -42,8 +49,8 @@ def region_cell_params(p: Params) -> CellParams:
         organisation=Organisation(name=p.region.name, finess=p.region.finess, short_name=p.region.short_name,
                                   owner_group=p.region.owner_group),
         hosting=p.hosting, storage=p.storage, backup=p.backup, images=p.images, tls=p.tls, pki=p.pki,
-        gateway=Gateway(replicas=g.replicas, hsts_max_age=g.hsts_max_age, service_type=g.service_type,
-                        session_lifetime=g.session_lifetime, apis=[tenant_api(p, t) for t in shared(p)]),
+        gateway=RegionalGatewayParams(replicas=g.replicas, hsts_max_age=g.hsts_max_age, service_type=g.service_type,
+                                      session_lifetime=g.session_lifetime, apis=[tenant_api(p, t) for t in shared(p)]),
         psc=p.psc, authz=p.authz, fhir=p.fhir, relay=p.relay, audit=p.audit, auditors=p.auditors,
     )
 
@@ -109,10 +116,38 @@ def inventory(p: Params) -> Inventory:
                      allowed_registries=tuple(p.images.allowed_registries), tenants=dict(sorted(tenants.items())))
 
 
+def tenant_problems(p: Params) -> list[tuple[str, str]]:
+    """What makes two tenants collide, or a tenant file misnamed: each named at the tenant's own key path (its
+    file, `stacks/<stack>/tenants/<key>.yaml`)."""
+    out: list[tuple[str, str]] = []
+    for key, t in sorted(p.tenants.items()):
+        if key != t.key:
+            which = "finess" if t.finess else "siret"
+            out.append((f"tenants.{key}.{which}", f"a tenant file is named by its {which.upper()}: rename this file "
+                        f"{t.key}.yaml"))
+    for attr, what in (("short_name", "short name"), ("partition_id", "partition"), ("host", "host")):
+        seen: dict[object, str] = {}
+        for key, t in sorted(p.tenants.items()):
+            value = p.tenant_host(t) if attr == "host" else getattr(t, attr)
+            if value is None:
+                continue
+            if value in seen:
+                field = "api_host" if attr == "host" else attr
+                out.append((f"tenants.{key}.{field}", f"{what} {value} is already tenant {seen[value]}'s"))
+            else:
+                seen[value] = key
+    for key, t in sorted(p.tenants.items()):
+        if t.short_name == p.region.short_name:
+            out.append((f"tenants.{key}.short_name", f"{t.short_name} is the region's own short name"))
+    return out
+
+
 def refusals(p: Params) -> list[tuple[str, str]]:
     """The refusals of every cell, by the key path of the stack's parameters (a dedicated tenant's own values are
     named in its file: `tenants.<key>.…`)."""
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str]] = tenant_problems(p)
+    if out:
+        return out
     if not shared(p):
         out.append(("tenants", "the regional gateway serves the shared tenants: host at least one shared tenant"))
         return out
