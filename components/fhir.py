@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import pulumi
@@ -76,6 +78,31 @@ class DatabaseArgs(BaseModel):
     image: str | None = None
 
 
+class Partition(BaseModel):
+    """A tenant's partition of the FHIR store: its number (never 0: DEFAULT), its name (the tenant's key, as the
+    gateway writes it in `/fhir/<name>/`), a description."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: int = Field(ge=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    description: str
+
+
+PARTITIONS_SCRIPT = "create_partitions.sh"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+def partition_files(partitions: Sequence[Partition]) -> dict[str, str]:
+    """The partitions Job's ConfigMap: one `$partition-management-create-partition` request body per partition,
+    written by the JSON serialiser, and the fixed script that sends them (components/templates)."""
+    files = {f"partition-{p.id}.json": json.dumps({"resourceType": "Parameters", "parameter": [
+        {"name": "id", "valueInteger": p.id}, {"name": "name", "valueCode": p.name},
+        {"name": "description", "valueString": p.description}]}, ensure_ascii=False, sort_keys=True) + "\n"
+        for p in sorted(partitions, key=lambda p: p.id)}
+    files[PARTITIONS_SCRIPT] = (TEMPLATES / PARTITIONS_SCRIPT).read_text()
+    return files
+
+
 class FhirArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     kit_version: str
@@ -101,6 +128,9 @@ class FhirArgs(BaseModel):
     # named by the URL base `/fhir/<tenant>/`, which only the gateway writes); ids are assigned by the server (UUID),
     # never chosen by a client; FR Core and the terminologies live in the DEFAULT partition.
     partitioning: bool = False
+    partitions: Sequence[Partition] = ()  # created by the `hapi-partitions-*` Job (partitioning only)
+    tools_image: str | None = None  # the partitions Job's image (a shell and wget)
+    partitions_service_account: str = "fhir-partitions"
     service_account: str = "fhir"
     database_service_account: str = "postgres"
 
@@ -135,7 +165,9 @@ PARTITIONING = {
         "request_tenant_partitioning_mode": True,  # RequestTenantPartitionInterceptor, tenant from the URL base
         "allow_references_across_partitions": False,  # a tenant's resource never points into another's partition
         "partitioning_include_in_search_hashes": False,
-        "conditional_create_duplicate_identifiers_enabled": False,
+        # the conditional-create URL index keyed by partition: otherwise one tenant's `Patient?identifier=X`
+        # blocks the same conditional create in every other tenant (HAPI changelog #6033)
+        "conditional_create_duplicate_identifiers_enabled": True,
     },
     "server_id_strategy": "UUID",  # ids assigned by the server: not guessable across tenants
     "client_id_strategy": "NOT_ALLOWED",  # a client never chooses a resource id (no collision between partitions)
@@ -269,6 +301,8 @@ def config_files(args: FhirArgs) -> dict[str, str]:
         files.update({"postgresql.conf": postgresql_conf(args.kit_version),
                       "pg_hba.conf": pg_hba_conf(args.kit_version, args.database.name, args.database.user, args.client_network),
                       "postgres/rsyslog.conf": forwarder_config(args.kit_version, "postgres", args.audit, PG_LOG_FILES)})
+    if args.partitioning and args.partitions:
+        files.update({f"partitions/{k}": v for k, v in partition_files(args.partitions).items()})
     return files
 
 
@@ -368,9 +402,48 @@ class FhirStore(pulumi.ComponentResource):
             opts=child(self),
         )
         service(self, ns, "hapi-fhir", lbl, sel, [("http", HAPI_PORT, "http")])
+        if args.partitioning and args.partitions:
+            self._partitions(args)
         if args.replicas >= 2:
             pdb("hapi-fhir", ns, sel, lbl, self)
         self.register_outputs({"service": f"hapi-fhir.{ns}.svc.cluster.local"})
+
+    def _partitions(self, args: FhirArgs) -> None:
+        """A Job that creates the tenants' partitions (HAPI has no setting for it); its name follows its content, so a
+        new tenant runs a new Job, and a partition that exists is left alone."""
+        ns = args.namespace
+        assert args.tools_image, "the partitions Job needs tools_image"
+        lbl = labels("fhir", "fhir-partitions", ns)
+        files = partition_files(args.partitions)
+        conf_name = hashed_config_map(self, ns, "hapi-partitions", lbl, files, {ANN_REQUIREMENTS: "FHIR-01"})
+        container = {
+            "name": "create-partitions",
+            "image": args.tools_image,
+            "imagePullPolicy": "Always",
+            "command": ["/bin/sh", f"/etc/socle/partitions/{PARTITIONS_SCRIPT}"],
+            "env": [{"name": "FHIR_BASE", "value": f"http://hapi-fhir.{ns}.svc.cluster.local:{HAPI_PORT}/fhir"}],
+            "securityContext": container_security(run_as_user=65534),
+            "resources": resources_spec("50m", "32Mi", "200m", "64Mi"),
+            "volumeMounts": [{"name": "partitions", "mountPath": "/etc/socle/partitions", "readOnly": True}],
+        }
+        k8s.batch.v1.Job(
+            f"{ns}-hapi-partitions",
+            metadata={"name": hashed_name("hapi-partitions", files), "namespace": ns, "labels": lbl},
+            spec={
+                "backoffLimit": 30,  # HAPI takes minutes to start: the Job retries until it answers
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        **pod_identity(args.partitions_service_account),
+                        "restartPolicy": "OnFailure",
+                        "containers": [container],
+                        "volumes": [config_volume("partitions", conf_name)],
+                        "affinity": region_affinity(args.region_label, args.regions),
+                    },
+                },
+            },
+            opts=child(self),
+        )
 
     def _postgres(self, args: FhirArgs, creds_secret: str) -> None:
         ns = args.namespace

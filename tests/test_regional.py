@@ -5,6 +5,8 @@ and whatever path the client sends lands in its own partition of the FHIR store.
 from __future__ import annotations
 
 import copy
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -147,7 +149,7 @@ def test_each_shared_tenant_host_admits_only_its_certificates_and_proxies_to_its
         assert sorted(re.findall(r'^\s+"(.*)" 1;$', m, flags=re.M)) == sorted(t["org_certificates"]), key
         assert "default 0;" in m
         assert re.findall(r"proxy_pass (\S+);", block.split("location /fhir/ {")[1]) == [
-            f"http://hapi-fhir.grdemo-fhir.svc.cluster.local:8080/fhir/{short}/"], key
+            f"http://hapi-fhir.grdemo-fhir.svc.cluster.local:8080/fhir/{key}/"], key
         # nothing else of the host reaches the FHIR store
         assert "location / {\n            return 404;" in block
     # a dedicated tenant has no host on the regional gateway
@@ -267,15 +269,86 @@ def test_in_the_real_nginx_a_tenant_certificate_opens_only_its_host_and_its_part
             status, _, _ = https(gw.https_port, host, ca, path=path, headers=token, client=client)
             return status, [r["path"] for r in gw.backend.requests[before:]]
 
-        # a tenant's certificate on its own host reaches its own partition
-        assert get("chval.sante-demo.test", "/fhir/Patient?name=x", chval) == (200, ["/fhir/chval/Patient?name=x"])
-        assert get("tilleuls.sante-demo.test", "/fhir/Patient", tilleuls) == (200, ["/fhir/tilleuls/Patient"])
+        # a tenant's certificate on its own host reaches its own partition (named by the tenant's FINESS)
+        assert get("chval.sante-demo.test", "/fhir/Patient?name=x", chval) == (200, ["/fhir/990000201/Patient?name=x"])
+        assert get("tilleuls.sante-demo.test", "/fhir/Patient", tilleuls) == (200, ["/fhir/990000301/Patient"])
         # another tenant's certificate (same PKI, valid) on that host: refused, nothing reaches the store
         assert get("chval.sante-demo.test", "/fhir/Patient", tilleuls) == (403, [])
         assert get("tilleuls.sante-demo.test", "/fhir/Patient", chval) == (403, [])
         # the PKI's other certificates too
         assert get("chval.sante-demo.test", "/fhir/Patient", pki.org_client) == (403, [])
         # naming another partition in the path stays inside the host's own partition
-        assert get("chval.sante-demo.test", "/fhir/tilleuls/Patient", chval) == (200, ["/fhir/chval/tilleuls/Patient"])
-        # outside /fhir/: nothing is proxied
+        assert get("chval.sante-demo.test", "/fhir/990000301/Patient", chval) == (200, ["/fhir/990000201/990000301/Patient"])
+        # HAPI's partition management answers under any tenant's path: the gateway never forwards it
+        for path in ("/fhir/$partition-management-list-partitions", "/fhir/%24partition-management-create-partition"):
+            assert get("chval.sante-demo.test", path, chval) == (403, []), path
         assert get("chval.sante-demo.test", "/tilleuls/Patient", chval) == (404, [])
+
+
+def test_the_partitions_job_creates_each_missing_partition_once(tmp_path):
+    """The Job's script (busybox sh and wget, as in the tools image) against a stand-in of HAPI's partition
+    management operations: a partition that exists is read and left alone, a missing one is created with the body
+    the kit wrote, and a refusal fails the Job (which Kubernetes retries)."""
+    import http.server
+    import threading
+
+    from components.fhir import PARTITIONS_SCRIPT
+
+    busybox = require_tool("busybox")
+    (job,) = [o for o in _objects("Job") if o["metadata"]["namespace"] == "grdemo-fhir"]
+    (cm,) = [o for o in _objects("ConfigMap") if o["metadata"]["name"] ==
+             job["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"]]
+    files = cm["data"]
+    assert sorted(k for k in files if k.endswith(".json")) == ["partition-1.json", "partition-2.json", "partition-3.json"]
+    assert json.loads(files["partition-1.json"])["parameter"][1] == {"name": "name", "valueCode": "990000201"}
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    script = (folder / PARTITIONS_SCRIPT).read_text().replace("/etc/socle/partitions", str(folder))
+    (folder / PARTITIONS_SCRIPT).write_text(script)
+    existing, refuse, seen = {1}, set(), []
+
+    class Hapi(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            pid = body["parameter"][0]["valueInteger"]
+            op = self.path.rsplit("$", 1)[1]
+            seen.append((self.path.split("/$")[0], op, pid))
+            if op == "partition-management-read-partition":
+                status = 200 if pid in existing else 400
+            else:
+                status = 400 if pid in refuse else 201
+                existing.add(pid)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hapi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"FHIR_BASE": f"http://127.0.0.1:{server.server_port}/fhir", "PATH": os.environ["PATH"]}
+    try:
+        run = subprocess.run([busybox, "sh", str(folder / PARTITIONS_SCRIPT)], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert seen == [("/fhir/DEFAULT", "partition-management-read-partition", 1),
+                        ("/fhir/DEFAULT", "partition-management-read-partition", 2),
+                        ("/fhir/DEFAULT", "partition-management-create-partition", 2),
+                        ("/fhir/DEFAULT", "partition-management-read-partition", 3),
+                        ("/fhir/DEFAULT", "partition-management-create-partition", 3)], seen
+        # a second run creates nothing
+        seen.clear()
+        run = subprocess.run([busybox, "sh", str(folder / PARTITIONS_SCRIPT)], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 0 and [op for _, op, _ in seen] == ["partition-management-read-partition"] * 3
+        # a refused creation fails the Job
+        existing.discard(3)
+        refuse.add(3)
+        run = subprocess.run([busybox, "sh", str(folder / PARTITIONS_SCRIPT)], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert run.returncode == 1 and "partition 3 could not be created" in run.stderr
+    finally:
+        server.shutdown()

@@ -15,6 +15,7 @@ from blueprints.shared.platform import build_platform
 from blueprints.shared.refusals import advisories as cell_advisories, production_refusals as cell_refusals
 from components.access import AUDITOR_ROLE
 from components.auditlog import SYSLOG_TLS_PORT
+from components.fhir import Partition
 
 from .model import MAX_TENANTS, VERSION, Params, Tenant
 
@@ -78,13 +79,19 @@ def tenant_cell_params(p: Params, t: Tenant) -> CellParams:
 
 def tenancy(p: Params) -> dict[str, tuple[str, list[str]]]:
     """The regional gateway's tenant routes: API name -> (FHIR partition, the tenant's certificate subjects)."""
-    return {f"t-{t.short_name}": (t.short_name, list(t.org_certificates)) for t in shared(p)}
+    return {f"t-{t.short_name}": (t.key, list(t.org_certificates)) for t in shared(p)}
+
+
+def partitions(p: Params) -> list[Partition]:
+    """The shared tenants' partitions of the regional FHIR store, named by the tenant's key (its FINESS or SIRET,
+    which never changes), numbered by the tenant file."""
+    return [Partition(id=t.partition_id, name=t.key, description=t.name) for t in shared(p) if t.partition_id]
 
 
 def cells(p: Params) -> list[Cell]:
     bp = f"{NAME} {VERSION}"
     out = [Cell(region_cell_params(p), blueprint=bp, tenant=p.region.short_name, tenant_key=p.region.finess,
-                tenancy=tenancy(p))]
+                tenancy=tenancy(p), partitions=partitions(p))]
     for t in dedicated(p):
         q = {"quota_cpu": t.quota.cpu, "quota_memory": t.quota.memory, "quota_storage": t.quota.storage}
         out.append(Cell(tenant_cell_params(p, t), blueprint=bp, tenant=t.short_name, tenant_key=t.key, quota=q))
@@ -168,11 +175,11 @@ def advisories(p: Params) -> list[tuple[str, str]]:
 
 def component_args(p: Params):
     """The region's own cell's component arguments (what `socle verify` runs)."""
-    return cell_component_args(region_cell_params(p), tenancy(p))
+    return cell_component_args(region_cell_params(p), tenancy(p), partitions(p))
 
 
 def config_files(p: Params) -> dict[str, str]:
-    files = {f"{p.region.short_name}/{k}": v for k, v in cell_config_files(region_cell_params(p), tenancy(p)).items()}
+    files = {f"{p.region.short_name}/{k}": v for k, v in cell_config_files(region_cell_params(p), tenancy(p), partitions(p)).items()}
     for t in dedicated(p):
         if t.finess is not None:
             files.update({f"{t.short_name}/{k}": v for k, v in cell_config_files(tenant_cell_params(p, t)).items()})

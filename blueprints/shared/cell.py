@@ -5,7 +5,7 @@ names are those of kit 0.1); its Kubernetes names start with the organisation's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import pulumi
 from pydantic import BaseModel
@@ -26,7 +26,7 @@ from components.authz import (
     psc_endpoints,
 )
 from components.common import AuditTarget, Flow, selector
-from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore
+from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore, Partition
 from components.gateway import GATEWAY_SERVICE_PORTS, HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
 from components.pki import BundleSpec, DemoPki, LeafSpec
 from components.relay import PSS_EXCEPTION, RELAY_SERVICE_PORTS, SMTP_PORT, Relay, RelayArgs
@@ -53,7 +53,8 @@ def secret_input(value: SecretValue | None):
 
 
 
-def component_args(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, BaseModel]:
+def component_args(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None,
+                   partitions: Sequence[Partition] = ()) -> dict[str, BaseModel]:
     """The validated arguments of the four configured components, by block. `build` registers the components with
     them; the real-daemon harness renders the same configuration files from them (paths mapped)."""
     production = p.profile == "production"
@@ -85,7 +86,7 @@ def component_args(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | No
             storage_class=HEALTH_DATA_CLASS, storage_size=db.storage_size, image=p.images.postgres,
         ),
         region_label=p.hosting.region_label, regions=regions, audit=audit, protect=production,
-        partitioning=bool(tenancy),
+        partitioning=bool(tenancy), partitions=list(partitions), tools_image=p.images.tools,
     )
     routes = []
     for api in p.gateway.apis:
@@ -154,10 +155,11 @@ def wallet_host(issuer: str) -> str:
 
 
 
-def config_files(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None) -> dict[str, str]:
+def config_files(p: CellParams, tenancy: dict[str, tuple[str, list[str]]] | None = None,
+                 partitions: Sequence[Partition] = ()) -> dict[str, str]:
     """Every configuration file the blueprint's pods read, `<block>/<file>`; each is checked against its grammar
     as it is rendered (components.grammar), so `socle validate` finds what `socle render` would refuse."""
-    args = component_args(p, tenancy)
+    args = component_args(p, tenancy, partitions)
     modules = {"auditlog": auditlog_module, "fhir": fhir_module, "gateway": gateway_module, "relay": relay_module,
                "authz": authz_module}
     return {f"{block}/{name}": text for block, module in modules.items() for name, text in module.config_files(args[block]).items()}
@@ -180,6 +182,7 @@ class Cell:
     tenant_key: str | None = None  # the hosted établissement's FINESS or SIRET, labelled on the cell's namespaces
     quota: dict[str, str] = field(default_factory=dict)  # quota_cpu / quota_memory / quota_storage of every zone
     tenancy: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # API name -> (partition, client DNs)
+    partitions: list[Partition] = field(default_factory=list)  # the shared tenants' partitions of the FHIR store
     zones_by_block: dict[str, Zone] = field(default_factory=dict)
     components: dict[str, Any] = field(default_factory=dict)
 
@@ -244,6 +247,14 @@ class Cell:
             Flow("allow-fhir-to-national-services", hapi_pods, "egress", [("TCP", 443)], peer_cidrs=INTERNET, peer_cidrs_except=PRIVATE_RANGES),
             to_audit("allow-fhir-to-auditlog", hapi_pods),
         ]
+        fhir_accounts = ["fhir", "postgres"]
+        if self.partitions:  # the Job that creates the tenants' partitions calls HAPI directly, inside the zone
+            jobs = selector("fhir-partitions", ns["fhir"])
+            fhir_flows += [
+                Flow("allow-partitions-to-fhir", jobs, "egress", [("TCP", HAPI_PORT)], ns["fhir"], hapi_pods),
+                Flow("allow-fhir-from-partitions", hapi_pods, "ingress", [("TCP", HAPI_PORT)], ns["fhir"], jobs),
+            ]
+            fhir_accounts.append("fhir-partitions")
         if db.mode == "in-cluster":
             fhir_flows += [
                 to_audit("allow-postgres-to-auditlog", pg_pods),
@@ -272,7 +283,7 @@ class Cell:
                                                      load_balancer_node_ports=_lb_ports(p.gateway.service_type, GATEWAY_SERVICE_PORTS),
                                                      service_accounts=["gateway", "oauth2-proxy"], flows=gateway_flows)),
             "fhir": Zone(self.name("zone-fhir"), ZoneArgs(namespace=ns["fhir"], block="fhir", **stamp,
-                                               service_accounts=["fhir", "postgres"], flows=fhir_flows, protect=production)),
+                                               service_accounts=fhir_accounts, flows=fhir_flows, protect=production)),
             "mss": Zone(self.name("zone-mss"), ZoneArgs(namespace=ns["mss"], block="relay", **stamp, service_accounts=["relay"],
                                              load_balancer_node_ports=_lb_ports(p.relay.service_type, RELAY_SERVICE_PORTS),
                                              flows=relay_flows, pod_security="baseline", pod_security_exception=PSS_EXCEPTION,
@@ -335,7 +346,7 @@ class Cell:
                 evidence=pb.evidence)), opts=after_zones, former_parent=None if self.tenant else platform.storage)
         after_storage = pulumi.ResourceOptions(depends_on=self.zone_namespaces + [platform.storage.storage_class])
 
-        args = component_args(p, self.tenancy)
+        args = component_args(p, self.tenancy, self.partitions)
         auditlog = AuditLog(self.name("auditlog"), args["auditlog"], opts=after_storage)
         fhir = FhirStore(self.name("fhir"), args["fhir"], opts=after_storage)
         gateway = Gateway(self.name("gateway"), args["gateway"], opts=after_zones)
