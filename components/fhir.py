@@ -89,6 +89,7 @@ class Partition(BaseModel):
 
 
 PARTITIONS_SCRIPT = "create_partitions.sh"
+PARTITIONS_LOG = "/var/log/socle/partitions.log"  # what the partitions Job did, forwarded to the audit log
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -416,15 +417,24 @@ class FhirStore(pulumi.ComponentResource):
         lbl = labels("fhir", "fhir-partitions", ns)
         files = partition_files(args.partitions)
         conf_name = hashed_config_map(self, ns, "hapi-partitions", lbl, files, {ANN_REQUIREMENTS: "FHIR-01"})
+        # TRACE-01: what the Job did reaches the audit log: its log file, tailed by a forwarder that starts first and
+        # stops when the Job ends (a native sidecar: an init container that keeps running).
+        sidecar, sidecar_volumes = log_forwarder(
+            self, ns, "fhir-partitions", lbl, args.kit_version, args.syslog_image, args.audit,
+            files=({"path": PARTITIONS_LOG, "tag": "fhir-partitions:"},),
+            extra_mounts=[{"name": "partitions-log", "mountPath": PARTITIONS_LOG.rsplit("/", 1)[0], "readOnly": True}],
+            run_as_user=65534)
         container = {
             "name": "create-partitions",
             "image": args.tools_image,
             "imagePullPolicy": "Always",
             "command": ["/bin/sh", f"/etc/socle/partitions/{PARTITIONS_SCRIPT}"],
-            "env": [{"name": "FHIR_BASE", "value": f"http://hapi-fhir.{ns}.svc.cluster.local:{HAPI_PORT}/fhir"}],
+            "env": [{"name": "FHIR_BASE", "value": f"http://hapi-fhir.{ns}.svc.cluster.local:{HAPI_PORT}/fhir"},
+                    {"name": "SOCLE_LOG", "value": PARTITIONS_LOG}],
             "securityContext": container_security(run_as_user=65534),
             "resources": resources_spec("50m", "32Mi", "200m", "64Mi"),
-            "volumeMounts": [{"name": "partitions", "mountPath": "/etc/socle/partitions", "readOnly": True}],
+            "volumeMounts": [{"name": "partitions", "mountPath": "/etc/socle/partitions", "readOnly": True},
+                             {"name": "partitions-log", "mountPath": PARTITIONS_LOG.rsplit("/", 1)[0]}],
         }
         k8s.batch.v1.Job(
             f"{ns}-hapi-partitions",
@@ -436,8 +446,10 @@ class FhirStore(pulumi.ComponentResource):
                     "spec": {
                         **pod_identity(args.partitions_service_account),
                         "restartPolicy": "OnFailure",
+                        "initContainers": [{**sidecar, "restartPolicy": "Always"}],
                         "containers": [container],
-                        "volumes": [config_volume("partitions", conf_name)],
+                        "volumes": [config_volume("partitions", conf_name), empty_dir("partitions-log", "16Mi"),
+                                    *sidecar_volumes],
                         "affinity": region_affinity(args.region_label, args.regions),
                     },
                 },

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from socle.constants import ANN_REQUIREMENTS, ANN_ROUTES, PSC_ACR, TLS12_AEAD_SUITES, TLS13_SUITES
 
-from .grammar import render_checked, toml_document
+from .grammar import GrammarError, render_checked, toml_document
 from .common import (
     FORWARDER_UDP_PORT,
     AuditTarget,
@@ -114,17 +114,23 @@ def tls_protocols(min_version: str) -> str:
     return " ".join(TLS_VERSIONS[TLS_VERSIONS.index(min_version):])
 
 
-def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen_address: str = "",
-               http_port: int = HTTP_PORT, https_port: int = HTTPS_PORT, auth_upstream: str | None = None,
-               authz_upstream: str | None = None,
-               access_logs: Sequence[str] | None = None, error_log: str = "stderr", upstreams: dict[str, str] | None = None) -> str:
-    """nginx.conf for the gateway; paths and ports are parameters so the local harness runs the same file."""
+NGINX_CONF_DIR = "/etc/socle/nginx"  # where the gateway's ConfigMap is mounted: nginx.conf and what it includes
+TENANT_SERVER = "tenant-server.conf"  # included by every tenant host of nginx.conf (same ConfigMap)
+
+
+def nginx_files(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen_address: str = "",
+                http_port: int = HTTP_PORT, https_port: int = HTTPS_PORT, auth_upstream: str | None = None,
+                authz_upstream: str | None = None, access_logs: Sequence[str] | None = None, error_log: str = "stderr",
+                upstreams: dict[str, str] | None = None) -> dict[str, str]:
+    """nginx.conf for the gateway, and with tenant routes the file every tenant host includes (tenant-server.conf);
+    paths and ports are parameters so the local harness runs the same files."""
     p = {
         "run": "/var/run/socle",
         "cache": "/var/cache/nginx",
         "server_tls": "/etc/socle/tls/server",
         "trust_bundle": "/etc/socle/tls/trust",
         "crl": "/etc/socle/tls/crl",
+        "conf": NGINX_CONF_DIR,
     }
     p.update(paths or {})
     files = {
@@ -134,14 +140,29 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         "server_key": f"{p['server_tls']}/tls.key",
         "trust_bundle": f"{p['trust_bundle']}/ca.crt",
         "crl": f"{p['crl']}/crl.pem",
+        "tenant_server": f"{p['conf']}/{TENANT_SERVER}",
     }
     # Every NGINX argument is passed whole to its filter (a quoted piece inside a word would not be one argument).
     routes = [{**r.model_dump(), "zone_spec": f"zone=api_{r.name.replace('-', '_')}:10m",
                "zone_ref": f"zone=api_{r.name.replace('-', '_')}", "rate": f"rate={r.rate_per_second}r/s",
-               "var_name": r.name.replace("-", "_"),
-               "location": "/fhir/" if r.tenant else "/",
-               "upstream": (upstreams or {}).get(r.name, r.upstream) + (f"/fhir/{r.tenant}/" if r.tenant else "")}
-              for r in args.routes]
+               "upstream": (upstreams or {}).get(r.name, r.upstream)} for r in args.routes]
+    tenant_routes = [r for r in routes if r["tenant"]]
+    tenant = None
+    if tenant_routes:
+        # One file serves every tenant host: they share the store, the limits and the body size.
+        shared = {k: sorted({str(r[k]) for r in tenant_routes}) for k in ("upstream", "rate_per_second", "burst", "max_body")}
+        uneven = [k for k, v in shared.items() if len(v) > 1]
+        if uneven:
+            raise GrammarError("nginx.conf", f"tenant routes differ in {', '.join(uneven)}: one tenant-server.conf "
+                               "serves them all", [v for k in uneven for v in shared[k]])
+        tenant = {k: tenant_routes[0][k] for k in shared}
+        tenant["rate"] = f"rate={tenant_routes[0]['rate_per_second']}r/s"
+    owners: dict[str, str] = {}
+    for r in tenant_routes:
+        for dn in r["client_subjects"]:
+            if owners.setdefault(dn, r["tenant"]) != r["tenant"]:
+                raise GrammarError("nginx.conf", f"the certificate subject {dn} is given to two tenants "
+                                   f"({owners[dn]}, {r['tenant']})", [dn])
     auth = auth_upstream or f"http://oauth2-proxy.{args.namespace}.svc.cluster.local:{OAUTH2_PORT}"
     keycloak = authz_upstream or args.authz_upstream
     authz = None
@@ -149,8 +170,7 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         authz = {"host": args.authz_host, "realm": args.authz_realm, "upstream": keycloak,
                  "zone_spec": "zone=authz:10m", "zone_ref": "zone=authz",
                  "cert_header": CLIENT_CERT_HEADER, "verify_header": CLIENT_VERIFY_HEADER}
-    return render_checked(
-        "nginx.conf", "nginx.conf.j2", "nginx",
+    context = dict(
         kit_version=args.kit_version,
         organisation=args.organisation,
         worker_processes="auto",
@@ -174,9 +194,20 @@ def nginx_conf(args: GatewayArgs, *, paths: dict[str, str] | None = None, listen
         cert_header=CLIENT_CERT_HEADER,
         verify_header=CLIENT_VERIFY_HEADER,
         apis=routes,
-        tenancy=any(r.tenant for r in args.routes),
-        map_bucket=map_hash_bucket_size([dn for r in args.routes for dn in r.client_subjects]),
+        tenancy=bool(tenant_routes),
+        tenant=tenant,
+        tenant_subjects=sorted(owners.items()),
+        map_bucket=map_hash_bucket_size(list(owners)),
     )
+    out = {"nginx.conf": render_checked("nginx.conf", "nginx.conf.j2", "nginx", **context)}
+    if tenant is not None:
+        out[TENANT_SERVER] = render_checked(TENANT_SERVER, "tenant-server.conf.j2", "nginx", **context)
+    return out
+
+
+def nginx_conf(args: GatewayArgs, **kwargs) -> str:
+    """The gateway's nginx.conf alone (see nginx_files)."""
+    return nginx_files(args, **kwargs)["nginx.conf"]
 
 
 def map_hash_bucket_size(keys: Sequence[str]) -> int:
@@ -275,7 +306,7 @@ def crl_urls(args: GatewayArgs) -> str:
 
 def config_files(args: GatewayArgs) -> dict[str, str]:
     """Every configuration file of the gateway's ConfigMaps, as the pods read them (the render checks each)."""
-    files = {"nginx.conf": nginx_conf(args), "oauth2-proxy.cfg": oauth2_proxy_cfg(args),
+    files = {**nginx_files(args), "oauth2-proxy.cfg": oauth2_proxy_cfg(args),
              "gateway/rsyslog.conf": forwarder_config(args.kit_version, "gateway", args.audit),
              "oauth2-proxy/rsyslog.conf": forwarder_config(args.kit_version, "oauth2-proxy", args.audit, O2_LOG_FILES)}
     if args.crl_urls:
@@ -306,7 +337,7 @@ class Gateway(pulumi.ComponentResource):
         production = args.replicas >= 2
 
         # --- nginx -------------------------------------------------------------------------------
-        conf = {"nginx.conf": nginx_conf(args)}
+        conf = nginx_files(args)
         gw_labels = labels("gateway", "gateway", ns)
         gw_sel = selector("gateway", ns)
         conf_name = hashed_config_map(self, ns, "gateway-nginx", gw_labels, conf, {
@@ -317,7 +348,7 @@ class Gateway(pulumi.ComponentResource):
             "name": "nginx",
             "image": args.image,
             "imagePullPolicy": "Always",
-            "args": ["nginx", "-c", "/etc/socle/nginx/nginx.conf", "-g", "daemon off;"],
+            "args": ["nginx", "-c", f"{NGINX_CONF_DIR}/nginx.conf", "-g", "daemon off;"],
             "ports": [
                 {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
                 {"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"},
@@ -327,7 +358,7 @@ class Gateway(pulumi.ComponentResource):
             "readinessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 10},
             "livenessProbe": {"tcpSocket": {"port": HTTPS_PORT}, "periodSeconds": 20, "failureThreshold": 3},
             "volumeMounts": [
-                {"name": "nginx-config", "mountPath": "/etc/socle/nginx", "readOnly": True},
+                {"name": "nginx-config", "mountPath": NGINX_CONF_DIR, "readOnly": True},
                 {"name": "run", "mountPath": "/var/run/socle"},
                 {"name": "cache", "mountPath": "/var/cache/nginx"},
                 {"name": "server-tls", "mountPath": "/etc/socle/tls/server", "readOnly": True},

@@ -128,30 +128,41 @@ def _nginx_servers(conf: str) -> dict[str, str]:
     return out
 
 
-def _regional_nginx_conf() -> str:
+def _regional_nginx_files() -> dict[str, str]:
     (cm,) = [o for o in _objects("ConfigMap") if o["metadata"]["namespace"] == "grdemo-gateway"
              and "nginx.conf" in (o.get("data") or {})]
-    return cm["data"]["nginx.conf"]
+    return cm["data"]
+
+
+def _regional_nginx_conf() -> str:
+    return _regional_nginx_files()["nginx.conf"]
 
 
 def test_each_shared_tenant_host_admits_only_its_certificates_and_proxies_to_its_partition():
-    conf = _regional_nginx_conf()
+    files = _regional_nginx_files()
+    conf, common = files["nginx.conf"], files["tenant-server.conf"]
     servers = _nginx_servers(conf)
     shared = {k: t for k, t in _tenant_files().items() if t["tier"] == "shared"}
     assert len(shared) == 3
+    (m,) = re.findall(r"map \$ssl_client_s_dn \$socle_cert_tenant \{\n(.*?)\n    \}", conf, flags=re.S)
+    owners = dict(re.findall(r'^\s+"(.*)" (\S+);$', m, flags=re.M))
+    assert 'default "";' in m
     for key, t in shared.items():
-        short = t["short_name"]
-        var = "$socle_client_t_" + short.replace("-", "_")
-        block = servers[t.get("api_host") or f"{short}.sante-demo.test"]
-        assert "ssl_verify_client on;" in block, key
-        assert f"if ({var} = 0) {{\n            return 403;" in block, key
-        (m,) = re.findall(r"map \$ssl_client_s_dn " + re.escape(var) + r" \{\n(.*?)\n    \}", conf, flags=re.S)
-        assert sorted(re.findall(r'^\s+"(.*)" 1;$', m, flags=re.M)) == sorted(t["org_certificates"]), key
-        assert "default 0;" in m
-        assert re.findall(r"proxy_pass (\S+);", block.split("location /fhir/ {")[1]) == [
-            f"http://hapi-fhir.grdemo-fhir.svc.cluster.local:8080/fhir/{key}/"], key
-        # nothing else of the host reaches the FHIR store
-        assert "location / {\n            return 404;" in block
+        block = servers[t.get("api_host") or f"{t['short_name']}.sante-demo.test"]
+        # the host's tenant is written by the gateway, and the host does what every tenant host does
+        assert f"set $socle_tenant {key};" in block, key
+        assert "include /etc/socle/nginx/tenant-server.conf;" in block, key
+        # its certificates, and only its, map to it
+        assert sorted(dn for dn, owner in owners.items() if owner == key) == sorted(t["org_certificates"]), key
+    # what every tenant host does: client certificate required, another tenant's refused, only /fhir/ proxied, to
+    # the host's own partition, and partition management never forwarded
+    assert "ssl_verify_client on;" in common
+    fhir = common.split("location /fhir/ {")[1]
+    assert "if ($socle_cert_tenant != $socle_tenant) {\n        return 403;" in fhir
+    assert "rewrite ^/fhir/(.*)$ /fhir/$socle_tenant/$1 break;" in fhir
+    assert re.findall(r"proxy_pass (\S+);", fhir) == ["http://hapi-fhir.grdemo-fhir.svc.cluster.local:8080"]
+    assert "location / {\n    return 404;" in common
+    assert "location ~ /[$]partition-management- {\n    return 403;" in common
     # a dedicated tenant has no host on the regional gateway
     assert "chudemo" not in conf and "fhir.ccdemo.test" not in conf
 
@@ -226,25 +237,31 @@ def test_the_real_nginx_accepts_the_rendered_regional_gateway_config(tmp_path):
     server = pki.health.issue("server", "gateway.sante-demo.test", dns=["gateway.sante-demo.test"], server=True)
     (tmp_path / "crl").mkdir()
     shutil.copy(pki.crl, tmp_path / "crl" / "crl.pem")
-    conf = (_regional_nginx_conf()
-            .replace("/etc/socle/tls/server/", f"{server.directory}/")
-            .replace("/etc/socle/tls/trust/ca.crt", str(pki.health.cert_path))
-            .replace("/etc/socle/tls/crl/", f"{tmp_path}/crl/")
-            .replace("/var/run/socle/", f"{tmp_path}/")
-            .replace("/var/cache/nginx/", f"{tmp_path}/cache-")
-            .replace("access_log /dev/stdout", f"access_log {tmp_path}/access.log")
-            .replace("error_log stderr", f"error_log {tmp_path}/error.log"))
-    # the cluster's service names do not resolve here: nginx -t resolves every upstream host
-    conf = re.sub(r"http://[a-z0-9.-]+\.svc\.cluster\.local:", "http://127.0.0.1:", conf)
-    assert "/etc/socle" not in conf and "cluster.local" not in conf
+    def local(text: str) -> str:
+        text = (text.replace("/etc/socle/tls/server/", f"{server.directory}/")
+                .replace("/etc/socle/tls/trust/ca.crt", str(pki.health.cert_path))
+                .replace("/etc/socle/tls/crl/", f"{tmp_path}/crl/")
+                .replace("/etc/socle/nginx/", f"{tmp_path}/")
+                .replace("/var/run/socle/", f"{tmp_path}/")
+                .replace("/var/cache/nginx/", f"{tmp_path}/cache-")
+                .replace("access_log /dev/stdout", f"access_log {tmp_path}/access.log")
+                .replace("error_log stderr", f"error_log {tmp_path}/error.log"))
+        # the cluster's service names do not resolve here: nginx -t resolves every upstream host
+        return re.sub(r"http://[a-z0-9.-]+\.svc\.cluster\.local:", "http://127.0.0.1:", text)
+
+    files = {name: local(text) for name, text in _regional_nginx_files().items()}
+    assert set(files) == {"nginx.conf", "tenant-server.conf"}
+    assert not any("/etc/socle" in t or "cluster.local" in t for t in files.values())
+    for name, text in files.items():  # the ConfigMap's files, mounted side by side as in the pod
+        (tmp_path / name).write_text(text, encoding="utf-8")
     path = tmp_path / "nginx.conf"
-    path.write_text(conf, encoding="utf-8")
     result = subprocess.run([nginx, "-t", "-c", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    # and refuses the same file with a tenant's map gone (the check can fail)
-    path.write_text(re.sub(r"map \$ssl_client_s_dn \$socle_client_t_chval \{.*?\n    \}\n", "", conf, flags=re.S))
+    # and refuses the same files with the map of certificates to tenants gone (the check can fail)
+    path.write_text(re.sub(r"map \$ssl_client_s_dn \$socle_cert_tenant \{.*?\n    \}\n", "", files["nginx.conf"],
+                           flags=re.S))
     result = subprocess.run([nginx, "-t", "-c", str(path)], capture_output=True, text=True)
-    assert result.returncode != 0 and "socle_client_t_chval" in result.stderr
+    assert result.returncode != 0 and "socle_cert_tenant" in result.stderr
 
 
 def test_in_the_real_nginx_a_tenant_certificate_opens_only_its_host_and_its_partition(tmp_path):

@@ -253,6 +253,7 @@ class Cell:
             fhir_flows += [
                 Flow("allow-partitions-to-fhir", jobs, "egress", [("TCP", HAPI_PORT)], ns["fhir"], hapi_pods),
                 Flow("allow-fhir-from-partitions", hapi_pods, "ingress", [("TCP", HAPI_PORT)], ns["fhir"], jobs),
+                to_audit("allow-partitions-to-auditlog", jobs),
             ]
             fhir_accounts.append("fhir-partitions")
         if db.mode == "in-cluster":

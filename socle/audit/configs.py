@@ -12,7 +12,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Mapping, Any, Iterator
 
 import crossplane
 
@@ -47,8 +47,7 @@ class Directive:
             yield from d.walk()
 
 
-def nginx(text: str) -> Directive:
-    """The whole file as one root block; `root.first('http').all('server')` are the virtual servers."""
+def _nginx_parse(text: str) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="socle-audit-") as tmp:
         path = Path(tmp) / "nginx.conf"
         path.write_text(text, encoding="utf-8")
@@ -56,12 +55,38 @@ def nginx(text: str) -> Directive:
     if payload["errors"]:
         err = payload["errors"][0]
         raise ConfigError(f"line {err.get('line')}: {err.get('error')}")
+    return payload["config"][0]["parsed"]
 
-    def build(items: list[dict[str, Any]]) -> list[Directive]:
-        return [Directive(i["directive"], list(i.get("args", [])), build(i.get("block", []) or []), i.get("line", 0))
-                for i in items]
 
-    return Directive("main", [], build(payload["config"][0]["parsed"]))
+def nginx(text: str, siblings: Mapping[str, str] | None = None) -> Directive:
+    """The whole file as one root block; `root.first('http').all('server')` are the virtual servers. An `include`
+    is replaced by the directives of the file it names when that file is a key of the same ConfigMap (`siblings`,
+    mounted beside nginx.conf); any other include cannot be judged: its content is not in the evidence."""
+    parsed: dict[str, list[Directive]] = {}
+
+    def build(items: list[dict[str, Any]], depth: int = 0) -> list[Directive]:
+        out: list[Directive] = []
+        for i in items:
+            if i["directive"] == "include":
+                out += included(i, depth)
+                continue
+            out.append(Directive(i["directive"], list(i.get("args", [])), build(i.get("block", []) or [], depth),
+                                 i.get("line", 0)))
+        return out
+
+    def included(item: dict[str, Any], depth: int) -> list[Directive]:
+        target = " ".join(item.get("args", []))
+        name = target.rsplit("/", 1)[-1]
+        if not target.startswith("/") or any(c in target for c in "*?[") or name not in (siblings or {}):
+            raise ConfigError(f"line {item.get('line')}: includes {target}, which is not a file of this ConfigMap: "
+                              "what it holds is not in the evidence")
+        if depth >= 3:
+            raise ConfigError(f"line {item.get('line')}: includes nested deeper than 3 files")
+        if name not in parsed:
+            parsed[name] = build(_nginx_parse((siblings or {})[name]), depth + 1)
+        return parsed[name]
+
+    return Directive("main", [], build(_nginx_parse(text)))
 
 
 def nginx_servers(root: Directive) -> list[Directive]:

@@ -127,6 +127,11 @@ def verify(stack, workdir: Path, *, args_override: dict | None = None, scan: boo
         report.scan = checkov_scan(manifests)
     step("generating the test PKI")
     pki = TestPki(workdir / "pki")
+    tenant_route = next((r for r in args["gateway"].routes if r.mtls), None)
+    if tenant_route is not None and tenant_route.client_subjects:
+        # A tenant host admits only its tenant's organisation certificates: the probes present one with its subject.
+        dn = dict(part.split("=", 1) for part in tenant_route.client_subjects[0].split(","))
+        pki.org_client = pki.health.issue("org-client-tenant", dn.get("CN", "tenant"), client=True, org=dn.get("O", "org"))
     gw = harness.Gateway(args["gateway"], pki, workdir)
     relay = harness.Relay(args["relay"], pki, workdir)
     audit = harness.AuditLog(args["auditlog"], pki, workdir)

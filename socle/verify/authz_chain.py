@@ -39,7 +39,7 @@ from components.authz import (
     realm_json,
     start_options,
 )
-from components.gateway import GatewayArgs, nginx_conf, oauth2_proxy_cfg
+from components.gateway import GatewayArgs, nginx_files, oauth2_proxy_cfg
 
 from . import keycloak as kc
 from .harness import LOCAL, HarnessError, _BackendHandler, _Double, free_port, require, run, terminate, wait_port
@@ -330,14 +330,15 @@ class AuthzChain:
         hosts = sorted({r.host for r in self.gateway_args.routes} | {self.authz_args.public_host})
         server = self.pki.health.issue("gateway-server", f"gateway.{hosts[0]}", dns=hosts, server=True)
         paths = {"run": str(d / "run"), "cache": str(d / "cache"), "crl": str(d / "crl"),
-                 "server_tls": str(server.directory), "trust_bundle": str(self.pki.health.dir)}
+                 "server_tls": str(server.directory), "trust_bundle": str(self.pki.health.dir), "conf": str(d)}
         self.nginx_error = d / "error.log"
-        conf = nginx_conf(self.gateway_args, paths=paths, listen_address=f"{LOCAL}:", http_port=self.gateway_http,
+        confs = nginx_files(self.gateway_args, paths=paths, listen_address=f"{LOCAL}:", http_port=self.gateway_http,
                           https_port=self.gateway_https, auth_upstream=f"http://{LOCAL}:{self.o2_port}",
                           authz_upstream=self.base, access_logs=[str(d / "access.log")], error_log=str(self.nginx_error),
                           upstreams={r.name: f"http://{LOCAL}:{self.backend.port}" for r in self.gateway_args.routes})
         self.nginx_conf = d / "nginx.conf"
-        self.nginx_conf.write_text(conf, encoding="utf-8")
+        for name, text in confs.items():  # nginx.conf and what it includes (tenant hosts)
+            (d / name).write_text(text, encoding="utf-8")
         run([nginx, "-t", "-c", str(self.nginx_conf)], "nginx refused the rendered nginx.conf")
         proc = subprocess.Popen([nginx, "-c", str(self.nginx_conf), "-g", "daemon off;"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -370,7 +371,10 @@ class AuthzChain:
 
     # --- the calls a client makes ------------------------------------------------------------------------------
     def api_route(self):
-        return next(r for r in self.gateway_args.routes if r.mtls and r.token_validation)
+        """The first API route with client certificates and tokens; on a regional gateway, the route of the tenant
+        whose organisation certificate the API client holds (another tenant's host refuses it)."""
+        routes = [r for r in self.gateway_args.routes if r.mtls and r.token_validation]
+        return next((r for r in routes if self.client.subject_dn in r.client_subjects), routes[0])
 
     def browser_route(self):
         return next(r for r in self.gateway_args.routes if not r.mtls and r.token_validation)

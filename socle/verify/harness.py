@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components.auditlog import AuditLogArgs, aggregator_conf, seal_script
 from components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
-from components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_conf
+from components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_files
 from components.relay import MAP_TYPE, RelayArgs, indexed_maps, main_cf, master_cf, relay_maps
 
 from .pki import TestPki
@@ -218,14 +218,18 @@ class Gateway:
         hosts = sorted(r.host for r in self.args.routes)
         self.server = self.pki.health.issue("gateway-server", f"gateway.{hosts[0]}", dns=hosts, server=True)
         self.paths = {k: str(self.dir / k) for k in ("run", "cache", "crl")}
-        self.paths.update(server_tls=str(self.server.directory), trust_bundle=str(self.pki.health.dir))
+        self.paths.update(server_tls=str(self.server.directory), trust_bundle=str(self.pki.health.dir), conf=str(self.dir))
         self.access_log = self.dir / "access.log"
         self.error_log = self.dir / "error.log"
         self.conf = self.dir / "nginx.conf"
         self.proc: subprocess.Popen | None = None
 
     def render(self) -> str:
-        return nginx_conf(self.args, paths=self.paths, listen_address=f"{LOCAL}:", http_port=self.http_port,
+        return self.render_files()["nginx.conf"]
+
+    def render_files(self) -> dict[str, str]:
+        """nginx.conf and what it includes, with this run's paths and ports."""
+        return nginx_files(self.args, paths=self.paths, listen_address=f"{LOCAL}:", http_port=self.http_port,
                           https_port=self.https_port, auth_upstream=f"http://{LOCAL}:{self.auth.port}",
                           # the authorization server is the auth double here (its userinfo answers like oauth2-proxy's
                           # check); the real Keycloak runs in socle/verify/authz_chain.py
@@ -249,7 +253,8 @@ class Gateway:
         for d in ("run", "cache", "crl"):
             Path(self.paths[d]).mkdir(parents=True, exist_ok=True)
         shutil.copy(self.pki.crl, Path(self.paths["crl"]) / "crl.pem")
-        self.conf.write_text(self.render(), encoding="utf-8")
+        for name, text in self.render_files().items():
+            (self.dir / name).write_text(text, encoding="utf-8")
         run([nginx, "-t", "-c", str(self.conf)], "nginx refused the rendered nginx.conf")
         self.proc = subprocess.Popen([nginx, "-c", str(self.conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -486,7 +491,8 @@ class AuditLog:
     def start(self) -> "AuditLog":
         for d in (self.dir / "spool", self.data):
             d.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(self.render(), encoding="utf-8")
+        for name, text in self.render_files().items():
+            (self.dir / name).write_text(text, encoding="utf-8")
         (self.dir / "seal.sh").write_text(self.seal(), encoding="utf-8")
         self.proc, log = start_rsyslogd(self.conf, self.dir, "rsyslog.conf")
         wait_port(self.port, "rsyslogd", self.proc, log)
@@ -522,7 +528,8 @@ class Forwarder:
 
     def start(self) -> "Forwarder":
         (self.dir / "spool").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(self.render(), encoding="utf-8")
+        for name, text in self.render_files().items():
+            (self.dir / name).write_text(text, encoding="utf-8")
         self.proc, log = start_rsyslogd(self.conf, self.dir, "forwarder rsyslog.conf")
         pid = self.dir / "rsyslogd.pid"
         deadline = time.monotonic() + 10

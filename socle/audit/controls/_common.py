@@ -57,12 +57,15 @@ def parsed(ev: Evidence, key: str, parser, contains: str | None = None,
                 files.append(loaded.file)
         files += [f for f in ev.config_files(key, contains) if (f.ref, f.key) not in taken]
         for f in files:
-            seen = texts.get((parser, f.text))
+            # NGINX includes the other files of its ConfigMap: they are part of what is parsed.
+            siblings = dict(sorted((f.obj.get("data") or {}).items())) if parser is _nginx else None
+            text_key = (parser, f.text, json.dumps(siblings) if siblings else None)
+            seen = texts.get(text_key)
             if seen is None:
                 try:
-                    seen = texts[(parser, f.text)] = (True, parser(f.text))
+                    seen = texts[text_key] = (True, parser(f.text, siblings) if siblings else parser(f.text))
                 except configs.ConfigError as exc:
-                    seen = texts[(parser, f.text)] = (False, str(exc))
+                    seen = texts[text_key] = (False, str(exc))
             ok, data = seen
             results.append(Parsed(f, data) if ok else
                            missing(f.obj, f"{f.key} cannot be judged: it does not parse as {key} ({data})", key))
@@ -70,8 +73,8 @@ def parsed(ev: Evidence, key: str, parser, contains: str | None = None,
     return iter(ev.parsed_files[cache_key])
 
 
-def _nginx(text: str) -> configs.Directive:
-    root = configs.nginx(text)
+def _nginx(text: str, siblings: dict[str, str] | None = None) -> configs.Directive:
+    root = configs.nginx(text, siblings)
     if root.first("http") is None:
         raise configs.ConfigError("no http block: not a configuration NGINX would serve anything from")
     return root
