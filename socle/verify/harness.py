@@ -491,8 +491,7 @@ class AuditLog:
     def start(self) -> "AuditLog":
         for d in (self.dir / "spool", self.data):
             d.mkdir(parents=True, exist_ok=True)
-        for name, text in self.render_files().items():
-            (self.dir / name).write_text(text, encoding="utf-8")
+        self.conf.write_text(self.render(), encoding="utf-8")
         (self.dir / "seal.sh").write_text(self.seal(), encoding="utf-8")
         self.proc, log = start_rsyslogd(self.conf, self.dir, "rsyslog.conf")
         wait_port(self.port, "rsyslogd", self.proc, log)
@@ -528,8 +527,7 @@ class Forwarder:
 
     def start(self) -> "Forwarder":
         (self.dir / "spool").mkdir(parents=True, exist_ok=True)
-        for name, text in self.render_files().items():
-            (self.dir / name).write_text(text, encoding="utf-8")
+        self.conf.write_text(self.render(), encoding="utf-8")
         self.proc, log = start_rsyslogd(self.conf, self.dir, "forwarder rsyslog.conf")
         pid = self.dir / "rsyslogd.pid"
         deadline = time.monotonic() + 10
