@@ -77,9 +77,14 @@ def nginx(host: Any, conf: str | None = None) -> list[HostCheck]:
     dump = _run(host, "nginx -T" + (f" -c {shlex.quote(conf)}" if conf else "") )
     sections = dump.split("# configuration file ")
     main = sections[1].split("\n", 1)[1] if len(sections) > 1 else dump
+    # every file NGINX loaded, by name: what nginx.conf includes (a regional gateway's tenant-server.conf) is read too
+    loaded = {}
+    for section in sections[1:]:
+        head, _, text = section.partition("\n")
+        loaded[head.rstrip(":").rsplit("/", 1)[-1]] = text
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "dump.conf").write_text(main, encoding="utf-8")
-        root = configs.nginx(Path(tmp, "dump.conf").read_text(encoding="utf-8"))
+        root = configs.nginx(Path(tmp, "dump.conf").read_text(encoding="utf-8"), loaded)
     http = root.first("http")
     protocols, ciphers, mtls = [], [], []
     for s in configs.nginx_servers(root):

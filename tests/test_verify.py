@@ -26,6 +26,7 @@ CHAIN = {"API-02", "API-03", "PSC-02"}
 EXPECTED = {
     "demo": CORE | CHAIN | {"PSC-01", "PSC-03", "API-04"},  # in-cluster PostgreSQL; a browser route (portail)
     "chu-exemple-prod": CORE | CHAIN | {"PKI-02"},  # CRL distribution points: the refresher revokes end to end
+    "region-demo": CORE | CHAIN,  # the region's cell: tenant hosts only (mTLS + bound tokens), no browser route
 }
 
 

@@ -171,6 +171,8 @@ class AuthzChain:
         self.client_cert = self.pki.health.issue("api-client", dn.get("CN", "client"), client=True, org=dn.get("O", "org"))
         self.other_cert = self.pki.health.issue("other-client", "Autre logiciel (FINESS 990000009)", client=True,
                                                 org="Autre organisation")
+        # the same subject on another key: admitted by the subject checks (a tenant host's too), refused by the binding
+        self.twin_cert = self.pki.health.issue("twin-client", dn.get("CN", "client"), client=True, org=dn.get("O", "org"))
         self.subject_dn = self._rfc2253(self.client_cert.cert)
         issuer = self._rfc2253(self.pki.health.cert_path)
         self.base = f"http://{LOCAL}:{self.kc_port}"
@@ -422,9 +424,9 @@ def probes(chain: AuthzChain) -> list[Probe]:
     with_cert = chain.call_api(token, chain.client_cert) if token else 0
     out.append(probe("API-03", "the bound token works with its certificate", with_cert == 200,
                      f"GET {route.host}/fhir/Patient with the token and its certificate: HTTP {with_cert}"))
-    other = chain.call_api(token, chain.other_cert) if token else 0
+    other = chain.call_api(token, chain.twin_cert) if token else 0
     out.append(probe("API-03", "the bound token is refused with another certificate of the same PKI", other == 401,
-                     f"same token, another valid certificate: HTTP {other}"))
+                     f"same token, another valid certificate with the same subject (another key): HTTP {other}"))
     status, body = chain.exchange(psc, chain.other_cert)
     out.append(probe("API-02", "a certificate whose subject DN is not the client's cannot obtain a token",
                      status in (400, 401) and "access_token" not in body, f"exchange with another certificate: HTTP {status} {body.get('error')}"))

@@ -111,3 +111,11 @@ class TestPki:
                                             org="Centre Hospitalier de Verification")
         self.stranger = self.unknown.issue("stranger", "Stranger application", client=True)
         self.crl = self.health.crl()
+
+    def org_client_cn(self) -> str:
+        """The common name of the organisation certificate the probes present (the gateway forwards its DN)."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        cert = x509.load_pem_x509_certificate(self.org_client.cert.read_bytes())
+        return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)

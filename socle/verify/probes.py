@@ -207,8 +207,9 @@ def gateway(gw: Gateway, pki: TestPki) -> list[Probe]:
                              f"GET /fhir/Patient -> {status}"))
         status, _, body = https(gw.https_port, route.host, ca, path="/fhir/Patient", headers=auth, client=pki.org_client)
         seen = gw.backend.requests[-1] if len(gw.backend.requests) > before else {}
+        expected_cn = pki.org_client_cn()
         out.append(probe("API-01", "gateway: sensitive route accepts the organisation certificate",
-                         status == 200 and "Application mailbox" in str(seen.get("client_dn")),
+                         status == 200 and f"CN={expected_cn}" in str(seen.get("client_dn")),
                          f"GET /fhir/Patient -> {status}, backend saw client DN {seen.get('client_dn')!r}"))
     if route.token_validation:
         n = len(gw.backend.requests)
