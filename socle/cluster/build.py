@@ -52,6 +52,10 @@ TLS_STANDIN = "5.6.2+socle.standin"
 # the gateway's session proxy; the kit's image (components/common.py IMAGES: quay.io/oauth2-proxy/oauth2-proxy) has the
 # same version, so that `socle verify` and tests/test_authz_chain.py run the program the cluster runs
 OAUTH2_PROXY = "v7.15.6"
+# an S3-compatible object store (Versity Gateway, Apache-2.0) for Pulumi state in an S3 backend on this machine
+# (tests/cluster/test_backends.py, socle/cluster/objectstore.py)
+VERSITYGW = "v1.8.0"
+VERSITYGW_DATE = "2026-09-04T20:21:34Z"  # the module's release time (proxy .info), as the build time: reproducible
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +143,11 @@ GROUPS: dict[str, Group] = {g.name: g for g in (
         # as upstream's Makefile: CGO_ENABLED=0, -X .../pkg/version.VERSION=<tag>
         Unit("oauth2-proxy", (Binary("oauth2-proxy", "github.com/oauth2-proxy/oauth2-proxy/v7"),),
              ldflags=(f"-X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION={OAUTH2_PROXY}",)),
+    )),
+    Group("versitygw", f"Versity Gateway {VERSITYGW}, an S3-compatible object store", (
+        # as upstream's .goreleaser.yaml: CGO_ENABLED=0, -X main.Version={{.Version}} (no "v"), main.BuildTime
+        Unit("versitygw", (Binary("versitygw", "github.com/versity/versitygw/cmd/versitygw"),),
+             ldflags=(f"-X main.Version={VERSITYGW.lstrip('v')}", f"-X main.BuildTime={VERSITYGW_DATE}")),
     )),
 )}
 
