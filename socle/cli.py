@@ -127,7 +127,13 @@ def new(
     except OSError as exc:
         err.print(f"socle new: cannot create {display(path)}: {exc.strerror or exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
-    out.print(f"created {display(path)}: fill in the values marked REQUIRED, then run `socle validate {name}`")
+    from .certify import pin_for
+
+    pinned, warning = pin_for(bps[blueprint])  # the digest stack_file wrote as socle:blueprintDigest
+    if warning:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    out.print(f"created {display(path)}: fill in the values marked REQUIRED, then run `socle validate {name}`"
+              + (f" (pinned to the certified {blueprint}: {pinned})" if pinned else ""), markup=False, highlight=False)
 
 
 @app.command("list")
@@ -141,8 +147,16 @@ def list_() -> None:
     table.add_column("name")
     table.add_column("version")
     table.add_column("description")
+    table.add_column("certification")
+    from .certify import status as certification_status
+    from .certify import summary as certification_summary
+
     for bp in registry().values():
-        table.add_row(bp.name, bp.version, bp.description)
+        try:
+            certified = certification_summary(certification_status(bp))
+        except OSError as exc:
+            certified = f"unreadable: {exc.strerror or exc}"
+        table.add_row(bp.name, bp.version, bp.description, escape(certified))
     out.print(table)
     stacks = Table(title="Stacks")
     stacks.add_column("stack")
@@ -253,6 +267,10 @@ def audit(
     except (runner.AuditInputError, RenderError) as exc:
         err.print(f"socle audit: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if st is not None:  # the blueprint's certification and the stack's deviations from its certified reference
+        from .certify import audit_section
+
+        result.certification = audit_section(st)
     try:
         provenance = {"lang": lang, "generated_at": started, "stack_file": st.file if st else None,
                       "snapshot_file": snapshot}
@@ -267,6 +285,10 @@ def audit(
             out.print(f"DATE {result.as_of_notice}: waivers and dated evidence are judged at that date",
                       markup=False, highlight=False)
         _print_audit(result)
+        from .certify import text_lines
+
+        for line in text_lines(result.certification):
+            out.print(line, markup=False, highlight=False)
         for path in written:
             out.print(f"report: {path}", markup=False)
     if pdf_problem:
@@ -489,6 +511,109 @@ def audit_report_verify(
     raise typer.Exit(0 if result.verified else 1)
 
 
+blueprint_app = typer.Typer(help="Certified blueprints: certify one (render, audit, real daemons), and say whether the "
+                            "blueprint on disk is the certified one.", no_args_is_help=True)
+app.add_typer(blueprint_app, name="blueprint")
+
+
+@blueprint_app.command("certify")
+def blueprint_certify(
+    name: str = typer.Argument(..., help="Blueprint to certify, e.g. etablissement"),
+    approver: str = typer.Option(..., "--approver", help='Who approves the certification: "Name <email>"'),
+    date: Optional[str] = typer.Option(None, "--date", metavar="YYYY-MM-DD", help="Date of the certification (default: today, UTC)"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the evidence: the render, the audit "
+                                           "reports and the verification report (default: out/certify-NAME)"),
+    sign_key: Optional[Path] = typer.Option(None, "--sign-key", help="Private key (PEM) that signs the record (with --sign-cert)"),
+    sign_cert: Optional[Path] = typer.Option(None, "--sign-cert", help="Certificate (PEM) of --sign-key"),
+    lang: str = typer.Option("fr", "--lang", help="Language of the audit reports: fr (default) or en"),
+) -> None:
+    """Render, audit and verify with the real daemons (as root; a few minutes) the blueprint's reference stack; when
+    all three pass, write blueprints/NAME/certification.json. Exit 0 certified, 1 the reference stack does not pass
+    (no record written), 2 input error."""
+    import datetime as dt
+
+    from .certify import CertifyError, CertifyFailed, certify
+    from .verify import missing_programs
+
+    problems = []
+    day = None
+    try:
+        day = dt.date.fromisoformat(date) if date else dt.datetime.now(dt.timezone.utc).date()
+    except ValueError:
+        problems.append(f"--date must be a date YYYY-MM-DD (got {date!r})")
+    problems += [f"the verification needs: {m}" for m in missing_programs()]
+    if problems:
+        for p in problems:
+            err.print(f"socle blueprint certify: {p}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    out_dir = out_dir or Path("out") / f"certify-{name}"
+    with err.status(f"certifying {name}…") as status:
+        try:
+            done = certify(name, approver=approver, date=day, out_dir=out_dir, sign_key=sign_key, sign_cert=sign_cert,
+                           lang=lang, progress=lambda msg: status.update(msg))
+        except CertifyError as exc:
+            for p in exc.problems:
+                err.print(f"socle blueprint certify: {p}", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        except CertifyFailed as exc:
+            err.print(f"socle blueprint certify: {name} NOT certified, no record written: {exc}", markup=False)
+            raise typer.Exit(1)
+    rec = done.record
+    out.print(f"certified {rec['blueprint']} {rec['version']}: {rec['digest']} ({len(rec['files'])} files), approved by "
+              f"{rec['approver']} on {rec['date']}", markup=False, highlight=False)
+    for step in ("render", "audit", "verification"):
+        out.print(f"  {step}: {rec[step]['result']} — {rec[step]['summary']} ({out_dir}/{rec[step]['report']})",
+                  markup=False, highlight=False)
+    out.print(f"record: {display(done.path)}" + (" (signed: certification.sha256 and certification.sha256.p7s)"
+                                                if done.signed else " (not signed)"), markup=False, highlight=False)
+
+
+@blueprint_app.command("status")
+def blueprint_status(
+    name: Optional[str] = typer.Argument(None, help="Blueprint (default: every blueprint)"),
+    ca: Optional[Path] = typer.Option(None, "--ca", help="Trust anchor (PEM) the record's signature must chain to"),
+) -> None:
+    """Whether the blueprint on disk is the certified one, and which files differ: exit 0 only when every blueprint
+    named is certified and unchanged (with --ca: its record signed by a trusted signer), 1 otherwise."""
+    from blueprints import registry
+
+    from .certify import signature
+    from .certify import status as certification_status
+    from .certify import summary as certification_summary
+
+    bps = registry()
+    if name is not None and name not in bps:
+        err.print(f"unknown blueprint {name!r}; available: {', '.join(sorted(bps))}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+    good = True
+    for bp in [bps[name]] if name else list(bps.values()):
+        st = certification_status(bp)
+        lines = [f"{bp.name} {bp.version}: {certification_summary(st)}"]
+        lines += [f"  UNREADABLE {p}" for p in st.error]
+        rec = st.record
+        if rec is None and not st.error:
+            lines.append(f"  no {st.record_file}; certify it with: socle blueprint certify {bp.name} --approver \"Name <email>\"")
+        if rec is not None:
+            lines.append(f"  certified digest {rec.digest}; on disk {st.digest} ({len(st.files)} files)")
+            lines.append(f"  reference stack {rec.reference.stack}: render {rec.render.result}, audit {rec.audit.result} "
+                         f"({rec.audit.summary}), verification {rec.verification.result} ({rec.verification.summary})")
+            if st.version_differs:
+                lines.append(f"  the record certifies version {rec.version}; the blueprint is {bp.version}")
+            lines += [f"  {kind:8} {path}" for path, kind in st.differences]
+        sig = signature(bp, ca) if rec is not None else None
+        if sig is not None:
+            lines.append(f"  {sig.text()}")
+        signed_ok = sig is None or not sig.signed or sig.valid
+        if ca is not None and not (sig is not None and sig.signed and sig.trusted):
+            signed_ok = False
+            if sig is not None and not sig.signed:
+                lines.append("  --ca given, but the record is not signed")
+        good = good and st.certified and signed_ok
+        for line in lines:
+            out.print(line, markup=False, highlight=False)
+    raise typer.Exit(0 if good else 1)
+
+
 cluster = typer.Typer(no_args_is_help=True, help="A local Kubernetes control plane built from pinned Go modules "
                       "(etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), for tests and trials.")
 app.add_typer(cluster, name="cluster")
@@ -602,14 +727,37 @@ def _target(st, action: str):
         raise typer.Exit(EXIT_INVALID) from None
 
 
-def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None = None) -> None:
+def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None = None,
+            config: list[str] | None = None, config_path: bool = False) -> None:
     from . import engine
     from .safeyaml import load_stack_file
-    from .stackfile import environments
+    from .stackfile import Problem, environments
 
     name, file = resolve(stack)
+    sets: list = []
+    if config:  # `--config KEY=VALUE`, parsed as Pulumi parses it; the configuration it gives is what is validated
+        sets, bad = engine.parse_config(config, config_path, engine.project_name(project_root()))
+    else:
+        bad = []
+
+    def checked(resolved: dict | None = None, doc_file: Path = file):
+        """The stack with the --config values applied (not yet written), validated."""
+        if not sets or not doc_file.is_file():
+            return load(stack, resolved=resolved)
+        given = sets if doc_file == file else ()  # a copy the engine wrote already holds them
+        return engine.checked_config(load_stack_file(doc_file, display(file)), name, display(file), given, resolved,
+                                     config_path)
+
+    resolved = None
+    if bad:  # the keys Pulumi could not parse, and every problem of the values it could: all at once
+        problems = [Problem(display(file), p, m) for p, m in bad]
+        try:
+            checked()
+        except StackError as exc:
+            problems += exc.problems
+        _fail_stack(StackError(problems))
     try:
-        st = load(stack)
+        st = checked()
     except StackError as exc:
         # A stack importing ESC environments may take values from them: only the engine can open them (below).
         try:
@@ -647,7 +795,13 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
            "PULUMI_PYTHON_CMD": os.environ.get("PULUMI_PYTHON_CMD", sys.executable)}
     os.environ["PATH"] = path  # the Automation API finds the `pulumi` it runs on this process's PATH
     ws = auto.LocalWorkspace(work_dir=str(root), env_vars=env)
-    stack_obj = auto.Stack.create_or_select(name, ws)
+    try:
+        stack_obj = auto.Stack.create_or_select(name, ws)
+    except auto.CommandError as exc:  # the backend is unreachable or refuses the credentials: nothing was done
+        said = [line.split("error:", 1)[1].strip() for line in str(exc).splitlines() if "error:" in line]
+        err.print(f"socle {action}: the state backend {be.url} ({be.origin}) refused to open stack {name}: "
+                  f"{(said[-1] if said else str(exc).strip().splitlines()[-1])[:400]}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from None
     if st is None:  # the engine opens the stack's ESC environments (`pulumi config`), then socle validates the result
         try:
             resolved = {k: _config_value(v.value) for k, v in stack_obj.get_all_config().items()}
@@ -656,7 +810,7 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
                       f"environments): {str(exc).strip().splitlines()[-1][:300]}", markup=False)
             raise typer.Exit(EXIT_INVALID) from None
         try:
-            st = load(stack, resolved=resolved)
+            st = checked(resolved)
         except StackError as exc:
             _fail_stack(exc)
         target = _target(st, action)
@@ -666,6 +820,19 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
 
     err.print(f"socle {action}: stack {st.name} on {target.server} (context {target.context}); state in {be.url} "
               f"({be.origin})", markup=False)
+    if sets:
+        # Saved into the stack file, as `pulumi up|preview --config` saves them, once every check above has passed:
+        # written by the engine into a copy, the copy validated again, then renamed over the stack file.
+        try:
+            engine.save_config(file, name, sets, config_path, env, root, lambda copy: checked(resolved, copy))
+        except engine.EngineError as exc:
+            err.print(f"socle {action}: {exc}.", markup=False)
+            raise typer.Exit(EXIT_INVALID) from None
+        except StackError as exc:
+            _fail_stack(exc)
+        st = load(stack, resolved=resolved)
+        err.print(f"socle {action}: saved {', '.join(s.shown[len('config.'):] for s in sets)} in {display(file)} "
+                  f"(as `pulumi {action} --config` does: the value stays)", markup=False)
     if action == "up":
         # Never take over someone else's objects: a kit namespace that exists in the cluster but not in this stack's
         # state belongs to someone else (or to another state). Provider releases before 4.29 would silently adopt it.
@@ -719,33 +886,72 @@ def _pulumi(stack: str, action: str, yes: bool, allow_replace: list[str] | None 
         raise typer.Exit(1) from None
 
 
+_CONFIG_HELP = ("Save KEY=VALUE into the stack file, then run, as `pulumi up --config` does (repeatable; the value "
+                "stays). Checked first: a bad value changes nothing. Plain text: a secret goes through `pulumi config "
+                "set --secret`.")
+_CONFIG_PATH_HELP = ("--config keys are paths (socle:params.gateway.replicas): the value is set inside the object, as "
+                     "`pulumi config set --path` sets it")
+
+
 @app.command()
-def preview(stack: str = typer.Argument(...)) -> None:
+def upgrade(
+    stack: str = typer.Argument(..., help="Stack name (stacks/Pulumi.<name>.yaml) or path to a stack file"),
+    to: str = typer.Option(..., "--to", metavar="VERSION", help="The blueprint version of this kit (MAJOR or MAJOR.MINOR.PATCH)"),
+    from_ref: Optional[str] = typer.Option(None, "--from-ref", metavar="GIT_REF",
+                                           help="The objects before: the kit's code at this git ref renders the stack"),
+    from_state: bool = typer.Option(False, "--from-state", help="The objects before: the stack's deployed Pulumi state"),
+    acknowledge: Optional[list[str]] = typer.Option(
+        None, "--acknowledge", metavar="KIND/NAMESPACE/NAME",
+        help="Let the upgrade replace or delete this stateful object (repeat for each)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check and show the stack file's diff; write nothing"),
+) -> None:
+    """Migrate a stack file to this kit's blueprint version, after an upgrade-safety check: every object the new
+    code would replace or delete is listed; a stateful one (StatefulSet, claim, volume, namespace, storage class,
+    Velero object) stops the upgrade unless acknowledged. Exit 0 done, 1 blocked, 2 bad input; nothing written
+    unless 0 (docs/UPGRADING.md)."""
+    from .upgrade import run
+
+    outcome = run(stack, to, from_ref, from_state, list(acknowledge or []), dry_run,
+                  say=lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True),
+                  warn=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
+    raise typer.Exit(outcome.code)
+
+
+@app.command()
+def preview(stack: str = typer.Argument(...),
+            config: Optional[list[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE", help=_CONFIG_HELP),
+            config_path: bool = typer.Option(False, "--config-path", help=_CONFIG_PATH_HELP)) -> None:
     """`pulumi preview` of a stack through the Automation API, on the state backend Pulumi would use."""
-    _pulumi(stack, "preview", True)
+    _pulumi(stack, "preview", True, config=config, config_path=config_path)
 
 
 @app.command()
-def refresh(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+def refresh(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y"),
+            config: Optional[list[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE", help=_CONFIG_HELP),
+            config_path: bool = typer.Option(False, "--config-path", help=_CONFIG_PATH_HELP)) -> None:
     """`pulumi refresh`: read the stack's objects back from the cluster into its state (nothing is changed in the
     cluster)."""
-    _pulumi(stack, "refresh", yes)
+    _pulumi(stack, "refresh", yes, config=config, config_path=config_path)
 
 
 @app.command()
 def up(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y"),
        allow_replace: Optional[list[str]] = typer.Option(
            None, "--allow-replace", metavar="KIND/NAMESPACE/NAME",
-           help="Production: let this update replace or delete this stateful object (repeat for each)")) -> None:
+           help="Production: let this update replace or delete this stateful object (repeat for each)"),
+       config: Optional[list[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE", help=_CONFIG_HELP),
+       config_path: bool = typer.Option(False, "--config-path", help=_CONFIG_PATH_HELP)) -> None:
     """Deploy a stack with Pulumi (Automation API). In production, an update that would replace or delete a
     StatefulSet, claim, storage class or namespace stops first and names them."""
-    _pulumi(stack, "up", yes, allow_replace)
+    _pulumi(stack, "up", yes, allow_replace, config=config, config_path=config_path)
 
 
 @app.command()
-def destroy(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y")) -> None:
+def destroy(stack: str = typer.Argument(...), yes: bool = typer.Option(False, "--yes", "-y"),
+            config: Optional[list[str]] = typer.Option(None, "--config", "-c", metavar="KEY=VALUE", help=_CONFIG_HELP),
+            config_path: bool = typer.Option(False, "--config-path", help=_CONFIG_PATH_HELP)) -> None:
     """Destroy a stack with Pulumi. Protected stateful resources (production) are refused by the engine."""
-    _pulumi(stack, "destroy", yes)
+    _pulumi(stack, "destroy", yes, config=config, config_path=config_path)
 
 
 def main() -> None:  # pragma: no cover - console entry point

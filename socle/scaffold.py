@@ -89,6 +89,9 @@ def model_lines(model: type[BaseModel], indent: int = 0, defaults: BaseModel | N
 def stack_file(bp: Blueprint, name: str) -> str:
     template_text = resources.files("blueprints").joinpath(bp.stack_template.split("/", 1)[1]).read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    from .certify import pin_for
+
     return env.from_string(template_text).render(
-        blueprint=bp, stack=name, params="\n".join(model_lines(bp.model, 4))
+        blueprint=bp, stack=name, params="\n".join(model_lines(bp.model, 4)),
+        blueprint_digest=pin_for(bp)[0],  # the certified digest the stack is pinned to (None: not certified)
     )

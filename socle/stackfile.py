@@ -13,7 +13,8 @@ from blueprints import Blueprint, registry
 from .secretvalue import DECRYPTED, NOT_ENCRYPTED
 
 CONFIG_NS = "socle"
-KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit"}
+KNOWN_KEYS = {f"{CONFIG_NS}:blueprint", f"{CONFIG_NS}:blueprintVersion", f"{CONFIG_NS}:params", f"{CONFIG_NS}:audit",
+              f"{CONFIG_NS}:blueprintDigest"}  # the certified blueprint the stack is pinned to (socle.certify)
 # The providers the kit's program uses, with the configuration keys each one reads (from its schema: the
 # pulumi-kubernetes provider's `config.variables`; random and tls read none): a key of one of these namespaces that
 # the provider does not know is a typo the provider would silently ignore. Other namespaces (`pulumi:`, or a
@@ -71,8 +72,11 @@ class Stack:
     @property
     def advisories(self) -> list[Problem]:
         """Valid values a recommendation advises against (the blueprint's `advisories`), as `file:key: message`."""
+        from .certify import pin_advisories
+
         return [Problem(self.file, f"config.{CONFIG_NS}:params.{path}", message)
-                for path, message in self.blueprint.advisories(self.params)]
+                for path, message in self.blueprint.advisories(self.params)] + \
+            [Problem(self.file, path, message) for path, message in pin_advisories(self.blueprint, self.config, self.params)]
 
 
 def project_root() -> Path:
@@ -254,6 +258,10 @@ def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Bl
         return bp, None, problems
     for path, message in bp.refusals(params):
         add(f"{prefix}.{path}", message)
+    from .certify import pin_problems
+
+    for path, message in pin_problems(bp, config, params):  # a pinned production stack runs the certified blueprint
+        add(path, message)
     if not problems:
         from components.grammar import GrammarError
 

@@ -371,6 +371,7 @@ def to_dict(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LAN
         "cluster": _cluster(ev, audit),
         "scope": {"objects": len(objects) if ev else audit.object_count, **_scope(ev)},
         "coverage": audit.coverage or None,
+        "certification": getattr(audit, "certification", None),  # socle.certify.audit_section; None without a stack
         "method": {"catalogue": cat.label("catalogue_text", version=audit.kit_version, count=len(controls)),
                    "requirements": len(controls), "checked": len(controls) - len(manual), "manual": len(manual),
                    "evidence_source": audit.source, "profile": audit.context.profile,
@@ -422,9 +423,14 @@ def _css_string(text: str) -> Markup:
 def to_html(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT_LANG, **opts: Any) -> str:
     cat = load(lang)
     d = _report(audit, ev, lang, opts)
-    return _env().get_template("report.html.j2").render(
+    page = _env().get_template("report.html.j2").render(
         r=d, order=_statuses(d["summary"]), columns=_columns(d["summary"]), lang=lang, confidence=dict(cat.data["confidence"]),
         regulatory=CONFIDENCE_REGULATORY, design=CONFIDENCE_DESIGN, **_words(cat))
+    from socle.certify import html as certification_html
+
+    section = certification_html(d.get("certification"), lang)  # before the limitations (socle.certify)
+    anchor = '<h2 id="limitations">'
+    return page.replace(anchor, section + anchor, 1) if section and anchor in page else page
 
 
 def to_pdf(html: str, moment: dt.datetime | dt.date) -> bytes:
@@ -510,6 +516,9 @@ def to_markdown(audit: Audit, ev: Evidence | None = None, *, lang: str = DEFAULT
         cl = d["cluster"]
         lines += [f"- {L('api_server')}: {cl['api_server'] or nr}", f"- {L('cluster_uid')}: {cl['uid'] or nr}",
                   f"- {L('kubernetes_version')}: {cl['kubernetes_version'] or nr}"]
+    from socle.certify import markdown as certification_markdown
+
+    lines += certification_markdown(d.get("certification"), lang)
     lines += ["", f"## {L('limitations')}", ""] + [f"- {_md(x)}" for x in d["limitations"]]
     statuses = _columns(d["summary"])
     lines += [

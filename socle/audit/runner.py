@@ -31,6 +31,8 @@ class Audit:
     object_count: int = 0
     audit_day: dt.date | None = None  # the day the audit ran (system clock); None: the date judged
     coverage: dict = field(default_factory=dict)  # what the evidence holds against what the audit expects (coverage())
+    # the blueprint's certification and the stack's deviations from its certified reference (socle.certify.audit_section)
+    certification: dict | None = None
 
     @property
     def date(self) -> dt.date:
