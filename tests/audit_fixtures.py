@@ -711,7 +711,8 @@ CLAIMS: dict[str, list[tuple[str, Fixture]]] = {
 # The fixtures of some areas live in their own module (tests/fixtures_<area>.py: the authorization server, the
 # MSSanté relay, backups, FHIR): each may define FAILING, PASSING, CLAIMS and RENDER_VERDICTS; an entry replaces this
 # file's entry for the same control ID.
-AREA_MODULES = ("tests.fixtures_authz", "tests.fixtures_mss", "tests.fixtures_backup", "tests.fixtures_fhir")
+AREA_MODULES = ("tests.fixtures_authz", "tests.fixtures_mss", "tests.fixtures_backup", "tests.fixtures_fhir",
+                "tests.fixtures_tenancy")
 
 
 def _merge_areas() -> None:

@@ -24,7 +24,7 @@ from tests.conftest import ROOT, rendered_stack
 TODAY = dt.date(2026, 11, 27)
 CHECKED = [c.id for c in catalogue() if not c.manual]
 MANUAL = [c.id for c in catalogue() if c.manual]
-PROFILE = {"demo": "dev", "chu-exemple-prod": "production"}
+PROFILE = {"demo": "dev", "chu-exemple-prod": "production", "region-demo": "dev"}
 
 
 def evidence(objs: list[dict], stack: str) -> tuple[Evidence, runner.Context]:

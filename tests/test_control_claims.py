@@ -28,6 +28,10 @@ RENDER_VERDICTS: dict[str, dict[str, str]] = {
              "K8S-01": "waived", "K8S-03": "waived", "K8S-09": "not-applicable"},
     "chu-exemple-prod": {"INS-02": "declared", "DMP-01": "not-applicable", "MSS-08": "declared", "HDS-01": "declared",
                          "BCK-01": "declared", "K8S-01": "waived", "K8S-03": "waived"},
+    # the regional platform: the same stated exceptions for the region's cell and each dedicated tenant's
+    "region-demo": {"PKI-02": "waived", "PSC-05": "not-applicable", "INS-02": "declared", "DMP-01": "not-applicable",
+                    "MSS-06": "waived", "MSS-08": "declared", "HDS-01": "declared", "HDS-04": "declared",
+                    "BCK-01": "declared", "K8S-01": "waived", "K8S-03": "waived", "K8S-09": "not-applicable"},
 }
 
 

@@ -54,6 +54,7 @@ FAMILIES: dict[str, str] = {
     "TRACE": "Traceability",
     "HDS": "Health data hosting, storage and backups",
     "K8S": "Kubernetes platform hardening",
+    "TEN": "Tenant isolation (regional platform)",
 }
 
 

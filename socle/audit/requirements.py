@@ -123,6 +123,11 @@ REQUIREMENTS: dict[str, Requirement] = {
     "K8S-10": Requirement("D", "design", _K8S),
     "K8S-11": Requirement("D", "design", "Kubernetes ValidatingAdmissionPolicy (GA in 1.30): the catalogue's "
                           "single-object rules enforced by the API server"),
+    "TEN-01": Requirement("D", "design", "the kit's design for a regional platform hosting établissements as tenants "
+                          "(plateforme-regionale): no tenant's namespace exchanges traffic with another tenant's"),
+    "TEN-02": Requirement("D", "design", "the kit's design for a regional platform hosting établissements as tenants "
+                          "(plateforme-regionale): each tenant's organisation certificates open only its host, and its "
+                          "host only its partition of the shared FHIR store"),
 }
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "REQUIREMENTS.md"

@@ -29,6 +29,7 @@ FAMILY_MARKERS = {
     "TRACE": "traceability (TRACE-*)",
     "HDS": "health data hosting, storage and backups (HDS-*, BCK-*)",
     "K8S": "Kubernetes hardening (K8S-*)",
+    "TEN": "tenant isolation on a regional platform (TEN-*)",
 }
 
 

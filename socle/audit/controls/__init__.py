@@ -25,7 +25,7 @@ SOURCES: dict[str, str] = {
     "socle": "socle design decision (REQUIREMENTS.md, confidence D)",
 }
 
-FAMILY_MODULES = ("tls", "api", "psc", "fhir", "mss", "trace", "hds", "k8s")
+FAMILY_MODULES = ("tls", "api", "psc", "fhir", "mss", "trace", "hds", "k8s", "tenancy")
 
 
 def registrar(catalogue: list[Control], family: str):
