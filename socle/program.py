@@ -36,7 +36,7 @@ def run() -> None:
     stack_file = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
     check_stack_file(stack_file)
     raw: dict[str, object] = {}
-    for key in ("blueprint", "blueprintVersion"):
+    for key in ("blueprint", "blueprintVersion", "blueprintDigest"):  # the digest: a pinned stack runs certified code
         value = cfg.get(key)
         if value is not None:
             raw[f"{CONFIG_NS}:{key}"] = value

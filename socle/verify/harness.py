@@ -253,7 +253,8 @@ class Gateway:
         for d in ("run", "cache", "crl"):
             Path(self.paths[d]).mkdir(parents=True, exist_ok=True)
         shutil.copy(self.pki.crl, Path(self.paths["crl"]) / "crl.pem")
-        for name, text in self.render_files().items():
+        # nginx.conf through render() (a test weakens it there), beside the files it includes
+        for name, text in {**self.render_files(), "nginx.conf": self.render()}.items():
             (self.dir / name).write_text(text, encoding="utf-8")
         run([nginx, "-t", "-c", str(self.conf)], "nginx refused the rendered nginx.conf")
         self.proc = subprocess.Popen([nginx, "-c", str(self.conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL,
