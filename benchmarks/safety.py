@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import write_results  # noqa: E402
 
-from components import grammar  # noqa: E402
+from socle.components import grammar  # noqa: E402
 from socle.render import run_program  # noqa: E402
 from socle.safeyaml import load_stack_file  # noqa: E402
 from socle.stackfile import load  # noqa: E402

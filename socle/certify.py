@@ -1,13 +1,13 @@
 """Certified blueprints: the record that says which blueprint code was proven, and the checks that compare with it.
 
 `socle blueprint certify NAME` renders, audits and verifies (real daemons) the blueprint's reference stack and, when
-all three pass, writes `blueprints/<name>/certification.json`: the blueprint's version, the SHA-256 of every file
+all three pass, writes `socle/blueprints/<name>/certification.json`: the blueprint's version, the SHA-256 of every file
 that makes the blueprint (the rule below) and one digest over them, the SHA-256 of the reference audit report and
 verification report, the reference stack's parameters, the date and the approver. `--sign-key/--sign-cert` add a
 detached CMS signature made by socle.audit.signing (`certification.sha256` + `certification.sha256.p7s`).
 
 What makes a blueprint (when `Blueprint.sources` is empty): its package directory, the shared modules of
-`blueprints/` (the Blueprint type and any common module beside it), every file under `components/` (code and
+`socle/blueprints/` (the Blueprint type and any common module beside it), every file under `socle/components/` (code and
 templates), and what the render reads from `socle/`: `socle/constants.py`, `socle/secretvalue.py` and `socle/fhir/`
 (HAPI's property names, the INS interceptor). Bytecode (`__pycache__`, *.pyc), hidden files and the record's own
 files are left out. The overall digest is the SHA-256 of the `sha256sum` listing of those files (sorted paths), so
@@ -44,8 +44,8 @@ PIN_PATH = f"config.{PIN_KEY}"
 _HEX = r"[0-9a-f]{64}"
 DIGEST = re.compile(rf"sha256:{_HEX}")
 # The files that make a blueprint, relative to the code root: `{package}` is the blueprint's package directory,
-# `{imported}` each other package of blueprints/ its code imports (blueprints/shared), whole.
-DEFAULT_SOURCES = ("{package}/**", "{imported}/**", "blueprints/*", "components/**", "socle/constants.py",
+# `{imported}` each other package of socle/blueprints/ its code imports (socle/blueprints/shared), whole.
+DEFAULT_SOURCES = ("{package}/**", "{imported}/**", "socle/blueprints/*", "socle/components/**", "socle/constants.py",
                    "socle/secretvalue.py", "socle/fhir/**")
 APPROVER = re.compile(r"[^<>@\s][^<>]{0,126}[^<>\s] <[^<>@\s]+@[^<>@\s]+\.[^<>@\s]+>")
 LISTED = 8  # differing files named in a one-line message; `socle blueprint status` lists them all
@@ -66,20 +66,20 @@ class CertifyFailed(Exception):
 # --- the files of a blueprint and their digests ----------------------------------------------------------------
 
 def code_root() -> Path:
-    """The directory holding the `blueprints` package in use (the kit's checkout)."""
-    import blueprints
+    """The directory holding the `socle` package in use (the kit's checkout, or site-packages)."""
+    import socle
 
-    return Path(blueprints.__file__).resolve().parent.parent
+    return Path(socle.__file__).resolve().parent.parent
 
 
 def package_dir(bp) -> str:
-    """The blueprint's package directory, relative to the code root (`blueprints/etablissement`)."""
-    return "/".join(bp.build.__module__.split(".")[:2])
+    """The blueprint's package directory, relative to the code root (`socle/blueprints/etablissement`)."""
+    return "/".join(bp.build.__module__.split(".")[:3])
 
 
 def source_rule(bp, root: Path | None = None) -> tuple[str, ...]:
     """The globs (relative to the code root) of the files that make the blueprint: `Blueprint.sources` when set,
-    else DEFAULT_SOURCES with the blueprint's package and the blueprints/ packages its code imports."""
+    else DEFAULT_SOURCES with the blueprint's package and the socle/blueprints/ packages its code imports."""
     if bp.sources:
         return tuple(bp.sources)
     package = package_dir(bp)
@@ -119,8 +119,8 @@ def _imports(path: Path, package: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def imported_packages(root: Path, package: str) -> list[str]:
-    """The other packages of blueprints/ (`blueprints/shared`) the blueprint's code imports, directly or through
-    one another: sorted, its own package left out."""
+    """The other packages of socle/blueprints/ (`socle/blueprints/shared`) the blueprint's code imports, directly
+    or through one another: sorted, its own package left out."""
     seen = {package}
     todo = [package]
     while todo:
@@ -131,8 +131,9 @@ def imported_packages(root: Path, package: str) -> list[str]:
                 continue
             for name in _imports(py, rel.parent.parts):
                 parts = name.split(".")
-                if parts[0] == "blueprints" and len(parts) > 1 and (root / "blueprints" / parts[1]).is_dir():
-                    sub = f"blueprints/{parts[1]}"
+                if (parts[:2] == ["socle", "blueprints"] and len(parts) > 2
+                        and (root / "socle" / "blueprints" / parts[2]).is_dir()):
+                    sub = f"socle/blueprints/{parts[2]}"
                     if sub not in seen:
                         seen.add(sub)
                         todo.append(sub)
@@ -425,7 +426,7 @@ def pin_form_problem(value: Any) -> str | None:
     if isinstance(value, str) and DIGEST.fullmatch(value):
         return None
     return ("must be the certified blueprint's digest, sha256:<64 hex digits> (the `digest` of "
-            "blueprints/<name>/certification.json, written by `socle new`)")
+            "socle/blueprints/<name>/certification.json, written by `socle new`)")
 
 
 def mismatches(bp, pin: str, root: Path | None = None) -> list[str]:
@@ -1083,7 +1084,7 @@ def certify(name: str, *, approver: str, date: dt.date, out_dir: Path, sign_key:
 
     Raises CertifyError (input problems, nothing written) or CertifyFailed (the reference stack does not pass: the
     evidence is written in `out_dir`, the record is not)."""
-    from blueprints import registry
+    from socle.blueprints import registry
 
     from .audit import reports, runner, sources
     from .output import OutputError, check_files, check_tree, legacy_render_files, write_files

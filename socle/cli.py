@@ -105,7 +105,7 @@ def new(
     """Create stacks/Pulumi.NAME.yaml from a blueprint, listing every parameter with its default."""
     import re
 
-    from blueprints import registry
+    from socle.blueprints import registry
 
     from .scaffold import stack_file
 
@@ -141,7 +141,7 @@ def list_() -> None:
     """List the blueprints (with versions) and the stacks."""
     from rich.markup import escape
 
-    from blueprints import registry
+    from socle.blueprints import registry
 
     table = Table(title="Blueprints")
     table.add_column("name")
@@ -528,7 +528,7 @@ def blueprint_certify(
     lang: str = typer.Option("fr", "--lang", help="Language of the audit reports: fr (default) or en"),
 ) -> None:
     """Render, audit and verify with the real daemons (as root; a few minutes) the blueprint's reference stack; when
-    all three pass, write blueprints/NAME/certification.json. Exit 0 certified, 1 the reference stack does not pass
+    all three pass, write socle/blueprints/NAME/certification.json. Exit 0 certified, 1 the reference stack does not pass
     (no record written), 2 input error."""
     import datetime as dt
 
@@ -575,7 +575,7 @@ def blueprint_status(
 ) -> None:
     """Whether the blueprint on disk is the certified one, and which files differ: exit 0 only when every blueprint
     named is certified and unchanged (with --ca: its record signed by a trusted signer), 1 otherwise."""
-    from blueprints import registry
+    from socle.blueprints import registry
 
     from .certify import signature
     from .certify import status as certification_status

@@ -74,7 +74,7 @@ RETENTION_DEFAULT_DAYS = 365
 RETENTION_CNIL_CEILING_DAYS = 365
 HSTS_MIN_MAX_AGE = 31536000  # TLS-03
 
-# K8S-11: the admission policies the platform layer renders (components/admission.py), by name, with the requirement
+# K8S-11: the admission policies the platform layer renders (socle/components/admission.py), by name, with the requirement
 # each one enforces at admission; the audit checks that each is present and bound to deny in the kit's namespaces.
 ADMISSION_POLICIES = {
     "socle-k8s-01": "K8S-01", "socle-k8s-03": "K8S-03", "socle-k8s-04": "K8S-04", "socle-k8s-05": "K8S-05", "socle-k8s-06": "K8S-06",

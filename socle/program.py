@@ -60,7 +60,7 @@ def run() -> None:
     problems = relocate(problems, tenant_files)
     if problems or bp is None or model is None:
         raise pulumi.RunError("invalid stack configuration:\n" + "\n".join(str(p) for p in problems))
-    from components.grammar import GrammarError
+    from socle.components.grammar import GrammarError
 
     try:
         bp.build(model)

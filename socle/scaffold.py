@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from blueprints import Blueprint
+from socle.blueprints import Blueprint
 
 REQUIRED = "REQUIRED"
 
@@ -87,7 +87,7 @@ def model_lines(model: type[BaseModel], indent: int = 0, defaults: BaseModel | N
 
 
 def stack_file(bp: Blueprint, name: str) -> str:
-    template_text = resources.files("blueprints").joinpath(bp.stack_template.split("/", 1)[1]).read_text(encoding="utf-8")
+    template_text = resources.files("socle").joinpath(bp.stack_template).read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     from .certify import pin_for
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from blueprints import Blueprint, registry
+from socle.blueprints import Blueprint, registry
 
 from .secretvalue import DECRYPTED, NOT_ENCRYPTED
 
@@ -263,7 +263,7 @@ def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Bl
     for path, message in pin_problems(bp, config, params):  # a pinned production stack runs the certified blueprint
         add(path, message)
     if not problems:
-        from components.grammar import GrammarError
+        from socle.components.grammar import GrammarError
 
         try:
             files = bp.config_files(params)
@@ -272,7 +272,7 @@ def validate_config(config: Any, file: str, decrypted: bool = False) -> tuple[Bl
             for path in value_paths(params.model_dump(), exc.values) or [""]:
                 add(f"{prefix}.{path}" if path else prefix, f"cannot be written in {exc.file}: {exc.detail}")
         # A block's files are spread over its ConfigMaps: together under the API server's limit, each one is.
-        from components.common import CONFIGMAP_LIMIT
+        from socle.components.common import CONFIGMAP_LIMIT
 
         blocks: dict[str, list[tuple[int, str]]] = {}
         for name, text in files.items():

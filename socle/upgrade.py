@@ -92,7 +92,7 @@ class Migration:
 
 def migrate(config: Any, file: str, to: str) -> Migration:
     """The stack's configuration migrated to `to` (which must be this kit's blueprint version or its major)."""
-    from blueprints import registry
+    from socle.blueprints import registry
 
     from .stackfile import CONFIG_NS
 
@@ -304,7 +304,7 @@ def write_atomically(path: Path, text: str, expected_before: bytes) -> None:
 # --- renders, old and new -------------------------------------------------------------------------------------------
 
 def code_root() -> Path:
-    """The directory holding this kit's `socle`, `components` and `blueprints` packages."""
+    """The directory holding this kit's `socle` package (its components and blueprints inside)."""
     return Path(__file__).resolve().parent.parent
 
 

@@ -1,5 +1,5 @@
 """Fixtures of the controls reworked for issue 11 (token chain): API-02 (now checked), API-03, API-04, PSC-01..05,
-on the établissement's authorization server (Keycloak realm file `realm.json`, components/authz.py), the gateway's
+on the établissement's authorization server (Keycloak realm file `realm.json`, socle/components/authz.py), the gateway's
 nginx.conf and oauth2-proxy.cfg. Each claim is violated alone in the real render of an example stack.
 Entries replace tests/audit_fixtures.py's for the same control ID (its `_merge_areas`)."""
 from __future__ import annotations

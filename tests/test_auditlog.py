@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from components.auditlog import AuditLog, AuditLogArgs, seal_script
+from socle.components.auditlog import AuditLog, AuditLogArgs, seal_script
 from socle.audit.controls import by_id
 from socle.auditlog import check_chain, link_of
 from socle.cli import app

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from components.authz import realm_json
+from socle.components.authz import realm_json
 from socle.verify import authz_chain
 from socle.verify.authz_chain import AuthzChain, probes
 from tests.conftest import IN_CI, rendered_stack
@@ -86,7 +86,7 @@ def test_harness_runs_the_rendered_files(chain_results):
 # --- without the programs ----------------------------------------------------------------------------------------
 
 def test_images_pin_the_versions_that_are_proved():
-    from blueprints.etablissement.model import Images
+    from socle.blueprints.etablissement.model import Images
     from socle.cluster.build import OAUTH2_PROXY
     from socle.verify.keycloak import KEYCLOAK_VERSION
 
@@ -113,7 +113,7 @@ def _idp_secret(realm: dict) -> str:
 def test_production_refuses_the_fhir_store_on_a_restricted_route_and_long_sessions():
     import copy
 
-    from blueprints.etablissement.model import Params, production_refusals
+    from socle.blueprints.etablissement.model import Params, production_refusals
 
     stack, _, _ = rendered_stack("chu-exemple-prod")
     data = copy.deepcopy(stack.params.model_dump())
@@ -138,7 +138,7 @@ def test_oauth2_proxy_checks_the_rendered_keys_itself(tmp_path):
         if IN_CI:
             pytest.fail("oauth2-proxy is required in CI (python -m socle.cluster.build --group oauth2-proxy)")
         pytest.skip("oauth2-proxy is not built: python -m socle.cluster.build --group oauth2-proxy")
-    from components.gateway import oauth2_proxy_cfg
+    from socle.components.gateway import oauth2_proxy_cfg
 
     stack, _, _ = rendered_stack("demo")
     args = stack.blueprint.component_args(stack.params)["gateway"]

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from blueprints import registry
+from socle.blueprints import registry
 from socle import certify
 from socle.audit.requirements import REQUIREMENTS
 from socle.stackfile import StackError, load
@@ -31,7 +31,7 @@ from tests.conftest import ROOT, require_tool
 
 APPROVER = "Alice Martin <alice.martin@example.org>"
 DAY = dt.date(2026, 5, 4)
-KIT_PARTS = ("blueprints", "components", "socle", "stacks", "Pulumi.yaml")
+KIT_PARTS = ("socle", "stacks", "Pulumi.yaml")
 PIN = "socle:blueprintDigest"
 
 
@@ -87,7 +87,7 @@ def bare_kit(tmp_path, monkeypatch):
 
 
 def record_of(root: Path) -> dict:
-    return json.loads((root / "blueprints" / "etablissement" / certify.RECORD).read_text(encoding="utf-8"))
+    return json.loads((root / "socle" / "blueprints" / "etablissement" / certify.RECORD).read_text(encoding="utf-8"))
 
 
 def stack_file(tmp_path: Path, base: str, pin: str | None = None, edit=None, name: str = "x") -> Path:
@@ -123,18 +123,18 @@ def invoke(*args: str, cwd: Path | None = None):
 
 def test_the_digest_covers_the_blueprint_its_shared_code_components_and_the_data_the_render_reads(bare_kit):
     files = certify.source_files(BP())
-    for rel in ("blueprints/__init__.py", "blueprints/etablissement/model.py", "blueprints/etablissement/stack.yaml.j2",
-                "blueprints/shared/cell.py", "components/gateway.py", "components/templates/nginx.conf.j2",
+    for rel in ("socle/blueprints/__init__.py", "socle/blueprints/etablissement/model.py", "socle/blueprints/etablissement/stack.yaml.j2",
+                "socle/blueprints/shared/cell.py", "socle/components/gateway.py", "socle/components/templates/nginx.conf.j2",
                 "socle/constants.py", "socle/secretvalue.py", "socle/fhir/hapi_properties.json",
                 "socle/fhir/ins_interceptor.jar"):
         assert rel in files, rel
     assert not [p for p in files if "__pycache__" in p or p.endswith(".pyc")]
     assert not [p for p in files if p.startswith(("socle/cli", "socle/audit/", "stacks/"))]
     # another blueprint's package is not this one's code
-    assert not [p for p in files if p.startswith("blueprints/") and p.split("/")[1] not in
+    assert not [p for p in files if p.startswith("socle/blueprints/") and p.split("/")[2] not in
                 ("__init__.py", "etablissement", "shared")], files
     assert list(files) == sorted(files)
-    assert files["components/gateway.py"] == hashlib.sha256((bare_kit / "components/gateway.py").read_bytes()).hexdigest()
+    assert files["socle/components/gateway.py"] == hashlib.sha256((bare_kit / "socle/components/gateway.py").read_bytes()).hexdigest()
     # the overall digest is the SHA-256 of a sha256sum listing: `sha256sum -c` checks a copy with it
     listing = certify.listing(files)
     assert certify.overall(files) == "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
@@ -142,16 +142,16 @@ def test_the_digest_covers_the_blueprint_its_shared_code_components_and_the_data
     check = subprocess.run(["sha256sum", "--quiet", "-c", "listing.sha256"], cwd=bare_kit, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     # deterministic, and blind to bytecode and to the record's own files
-    (bare_kit / "components" / "__pycache__").mkdir(exist_ok=True)
-    (bare_kit / "components" / "__pycache__" / "gateway.cpython-311.pyc").write_bytes(b"x")
-    (bare_kit / "blueprints" / "etablissement" / certify.RECORD).write_text("{}")
+    (bare_kit / "socle" / "components" / "__pycache__").mkdir(exist_ok=True)
+    (bare_kit / "socle" / "components" / "__pycache__" / "gateway.cpython-311.pyc").write_bytes(b"x")
+    (bare_kit / "socle" / "blueprints" / "etablissement" / certify.RECORD).write_text("{}")
     assert certify.source_files(BP()) == files
-    touch(bare_kit, "components/templates/nginx.conf.j2")
+    touch(bare_kit, "socle/components/templates/nginx.conf.j2")
     assert certify.overall(certify.source_files(BP())) != certify.overall(files)
 
 
 def test_every_project_module_the_blueprint_imports_is_in_its_digest():
-    code = ("import sys, json, blueprints.etablissement; "
+    code = ("import sys, json, socle.blueprints.etablissement; "
             "print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None))))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     loaded = {Path(f).resolve() for f in json.loads(run.stdout)}
@@ -187,7 +187,7 @@ def test_certify_writes_the_record_with_the_digests_of_its_evidence(kit, certifi
     assert rec["blueprint"] == "etablissement" and rec["version"] == BP().version
     assert rec["date"] == "2026-05-04" and rec["approver"] == APPROVER
     assert rec["files"] == certify.source_files(BP()) and rec["digest"] == certify.overall(rec["files"])
-    assert rec["sources"][:2] == ["blueprints/etablissement/**", "blueprints/shared/**"]
+    assert rec["sources"][:2] == ["socle/blueprints/etablissement/**", "socle/blueprints/shared/**"]
     for step, report in (("audit", "audit/report.json"), ("verification", "verify/verify.json")):
         assert rec[step]["result"] == "pass" and rec[step]["report"] == report
         assert rec[step]["sha256"] == hashlib.sha256((evidence / report).read_bytes()).hexdigest()
@@ -200,10 +200,10 @@ def test_certify_writes_the_record_with_the_digests_of_its_evidence(kit, certifi
     assert ref["params"]["tls"]["min_version"] == "TLSv1.2"
     assert {"control": "K8S-01", "objects": ["Namespace/<short_name>-mss"]} in ref["waivers"]
     # deterministic JSON, no secret value
-    text = (kit / "blueprints" / "etablissement" / certify.RECORD).read_text(encoding="utf-8")
+    text = (kit / "socle" / "blueprints" / "etablissement" / certify.RECORD).read_text(encoding="utf-8")
     assert text == certify.record_text(json.loads(text))
     assert "secure" not in text and "BEGIN" not in text
-    assert not (kit / "blueprints" / "etablissement" / certify.SIGNATURE).exists() and not done.signed
+    assert not (kit / "socle" / "blueprints" / "etablissement" / certify.SIGNATURE).exists() and not done.signed
     st = certify.status(BP())
     assert st.certified and st.state == "certified" and not st.differences
 
@@ -216,20 +216,20 @@ def test_status_says_certified_and_unchanged(kit):
 
 
 def test_status_lists_the_files_changed_added_and_removed_since_the_certification(kit):
-    touch(kit, "components/gateway.py")
-    (kit / "components" / "templates" / "extra.conf.j2").write_text("listen 8080;\n")
-    (kit / "blueprints" / "etablissement" / "outputs.py").unlink()
+    touch(kit, "socle/components/gateway.py")
+    (kit / "socle" / "components" / "templates" / "extra.conf.j2").write_text("listen 8080;\n")
+    (kit / "socle" / "blueprints" / "etablissement" / "outputs.py").unlink()
     res = invoke("blueprint", "status", "etablissement")
     assert res.exit_code == 1
     assert "modified since its certification of 2026-05-04 (3 files differ)" in res.output
     lines = [line.split() for line in res.output.splitlines()]
-    assert ["added", "components/templates/extra.conf.j2"] in lines
-    assert ["changed", "components/gateway.py"] in lines
-    assert ["removed", "blueprints/etablissement/outputs.py"] in lines
+    assert ["added", "socle/components/templates/extra.conf.j2"] in lines
+    assert ["changed", "socle/components/gateway.py"] in lines
+    assert ["removed", "socle/blueprints/etablissement/outputs.py"] in lines
     # put back as certified: certified again
-    shutil.copy2(ROOT / "components" / "gateway.py", kit / "components" / "gateway.py")
-    (kit / "components" / "templates" / "extra.conf.j2").unlink()
-    shutil.copy2(ROOT / "blueprints" / "etablissement" / "outputs.py", kit / "blueprints" / "etablissement" / "outputs.py")
+    shutil.copy2(ROOT / "socle" / "components" / "gateway.py", kit / "socle" / "components" / "gateway.py")
+    (kit / "socle" / "components" / "templates" / "extra.conf.j2").unlink()
+    shutil.copy2(ROOT / "socle" / "blueprints" / "etablissement" / "outputs.py", kit / "socle" / "blueprints" / "etablissement" / "outputs.py")
     assert invoke("blueprint", "status", "etablissement").exit_code == 0
 
 
@@ -242,9 +242,9 @@ def test_status_of_a_blueprint_without_a_record_says_it_is_not_certified(bare_ki
 
 
 def test_a_hand_edited_record_is_not_a_certification(kit):
-    path = kit / "blueprints" / "etablissement" / certify.RECORD
+    path = kit / "socle" / "blueprints" / "etablissement" / certify.RECORD
     rec = json.loads(path.read_text())
-    rec["files"]["components/gateway.py"] = "0" * 64  # "certify" a file that was changed
+    rec["files"]["socle/components/gateway.py"] = "0" * 64  # "certify" a file that was changed
     path.write_text(certify.record_text(rec))
     res = invoke("blueprint", "status", "etablissement")
     assert res.exit_code == 1
@@ -257,7 +257,7 @@ def test_a_hand_edited_record_is_not_a_certification(kit):
 def test_certify_refuses_a_reference_stack_whose_verification_fails_and_writes_no_record(bare_kit, tmp_path):
     with pytest.raises(certify.CertifyFailed, match=r"verification of demo fails \(TLS-01 gateway refuses TLS 1.1\)"):
         certify.certify("etablissement", approver=APPROVER, date=DAY, out_dir=tmp_path / "ev", verifier=failing)
-    assert not (bare_kit / "blueprints" / "etablissement" / certify.RECORD).exists()
+    assert not (bare_kit / "socle" / "blueprints" / "etablissement" / certify.RECORD).exists()
     assert "FAIL" in (tmp_path / "ev" / "verify" / "verify.md").read_text()  # the evidence says why
 
 
@@ -272,7 +272,7 @@ def test_certify_refuses_a_reference_stack_whose_audit_fails(bare_kit, tmp_path)
     with pytest.raises(certify.CertifyFailed, match=r"the audit of reference stack demo fails \(.*TLS-01"):
         certify.certify("etablissement", approver=APPROVER, date=DAY, out_dir=tmp_path / "ev",
                         verifier=lambda st, step: called.append(st))
-    assert not called and not (bare_kit / "blueprints" / "etablissement" / certify.RECORD).exists()
+    assert not called and not (bare_kit / "socle" / "blueprints" / "etablissement" / certify.RECORD).exists()
 
 
 def test_certify_lists_every_input_problem_and_writes_nothing(bare_kit, tmp_path):
@@ -287,7 +287,7 @@ def test_certify_lists_every_input_problem_and_writes_nothing(bare_kit, tmp_path
     with pytest.raises(certify.CertifyError, match="unknown blueprint 'hopital'"):
         certify.certify("hopital", approver=APPROVER, date=DAY, out_dir=tmp_path / "ev2", verifier=passing)
     assert not (tmp_path / "ev2").exists()
-    assert not (bare_kit / "blueprints" / "etablissement" / certify.RECORD).exists()
+    assert not (bare_kit / "socle" / "blueprints" / "etablissement" / certify.RECORD).exists()
 
 
 def test_the_certify_command_refuses_bad_options_before_any_work(bare_kit, tmp_path, monkeypatch):
@@ -329,7 +329,7 @@ def test_a_signed_record_verifies_with_the_kit_and_with_openssl_and_shows_any_ch
     done = certify.certify("etablissement", approver=APPROVER, date=DAY, out_dir=tmp_path / "ev", verifier=passing,
                            sign_key=keys / "approver.key", sign_cert=keys / "approver.pem")
     assert done.signed
-    folder = bare_kit / "blueprints" / "etablissement"
+    folder = bare_kit / "socle" / "blueprints" / "etablissement"
     assert subprocess.run(["sha256sum", "-c", certify.MANIFEST], cwd=folder, capture_output=True).returncode == 0
     ossl = subprocess.run(["openssl", "cms", "-verify", "-binary", "-inform", "DER", "-in", certify.SIGNATURE, "-content",
                            certify.MANIFEST, "-CAfile", str(keys / "certification-body.pem"), "-purpose", "any",
@@ -370,7 +370,7 @@ def test_list_shows_the_certification(kit):
         return " ".join(w for w in output.replace("│", " ").split())
     res = invoke("list")
     assert res.exit_code == 0 and "certified 2026-05-04" in cells(res.output)
-    touch(kit, "components/relay.py")
+    touch(kit, "socle/components/relay.py")
     listed = cells(invoke("list").output)
     assert "modified" in listed and "certified 2026-05-04" not in listed
 
@@ -413,12 +413,12 @@ def test_a_pinned_stack_on_the_certified_blueprint_validates_without_a_word(kit,
 
 def test_a_modified_blueprint_is_warned_about_in_dev_and_refused_in_production(kit, tmp_path):
     digest = record_of(kit)["digest"]
-    touch(kit, "components/gateway.py")
+    touch(kit, "socle/components/gateway.py")
     dev = stack_file(tmp_path, "demo", pin=digest, name="dev")
     warnings = [str(p) for p in load(str(dev)).advisories]
     assert len(warnings) == 1
     assert f"Pulumi.dev.yaml:config.{PIN}: blueprint etablissement was modified after its certification of " \
-           "2026-05-04: 1 file(s) differ (changed components/gateway.py)" in warnings[0]
+           "2026-05-04: 1 file(s) differ (changed socle/components/gateway.py)" in warnings[0]
     res = invoke("validate", str(dev))
     assert res.exit_code == 0 and "warning: " in res.output and "modified after its certification" in res.output
     prod = stack_file(tmp_path, "chu-exemple-prod", pin=digest, name="prod")
@@ -431,7 +431,7 @@ def test_a_modified_blueprint_is_warned_about_in_dev_and_refused_in_production(k
     assert f"Pulumi.prod.yaml:config.{PIN}: blueprint etablissement was modified after its certification" in res.output
     assert "nothing was written or deployed" in res.output
     # restored: valid again
-    shutil.copy2(ROOT / "components" / "gateway.py", kit / "components" / "gateway.py")
+    shutil.copy2(ROOT / "socle" / "components" / "gateway.py", kit / "socle" / "components" / "gateway.py")
     assert load(str(prod)).name == "prod"
 
 
@@ -562,10 +562,10 @@ def test_audit_reports_the_certification_and_the_deviations_in_every_format(kit,
     assert html.index('id="certification"') < html.index('id="limitations"')
     assert "<strong>assouplit TLS-01</strong>" in html
     # the blueprint modified since: the same audit says so, file by file
-    touch(kit, "components/zone.py")
+    touch(kit, "socle/components/zone.py")
     c = certify.audit_section(load(str(stack_file(tmp_path, "demo", name="again"))))
     assert c["status"] == "modified" and not c["matches"]
-    assert c["differences"] == [{"path": "components/zone.py", "change": "changed"}]
+    assert c["differences"] == [{"path": "socle/components/zone.py", "change": "changed"}]
 
 
 def test_an_audit_without_a_stack_has_no_certification_section(kit, tmp_path):
@@ -599,10 +599,10 @@ def test_a_cloned_kit_certified_then_modified(certified_template, tmp_path):
     prod["config"][PIN] = pin
     (clone / "stacks" / "Pulumi.chu-nord.yaml").write_text(yaml.safe_dump(prod, allow_unicode=True))
     assert socle("validate", "chu-nord").returncode == 0
-    touch(clone, "components/templates/main.cf.j2", "smtpd_tls_security_level = may\n")
+    touch(clone, "socle/components/templates/main.cf.j2", "smtpd_tls_security_level = may\n")
     status = socle("blueprint", "status", "etablissement")
-    assert status.returncode == 1 and "changed  components/templates/main.cf.j2" in status.stdout
+    assert status.returncode == 1 and "changed  socle/components/templates/main.cf.j2" in status.stdout
     refused = socle("validate", "chu-nord")
     assert refused.returncode == 2
     assert (f"stacks/Pulumi.chu-nord.yaml:config.{PIN}: blueprint etablissement was modified after its certification "
-            "of 2026-05-04: 1 file(s) differ (changed components/templates/main.cf.j2)") in refused.stderr
+            "of 2026-05-04: 1 file(s) differ (changed socle/components/templates/main.cf.j2)") in refused.stderr

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from components.access import AuditorAccess, AuditorAccessArgs
-from components.auditlog import AuditLog, AuditLogArgs, seal_script
-from components.common import AuditTarget, Flow
-from components.fhir import DatabaseArgs, FhirArgs, FhirStore
-from components.gateway import Gateway, GatewayArgs, Route
-from components.pki import BundleSpec, DemoPki, LeafSpec
-from components.relay import Relay, RelayArgs
-from components.storage import (
+from socle.components.access import AuditorAccess, AuditorAccessArgs
+from socle.components.auditlog import AuditLog, AuditLogArgs, seal_script
+from socle.components.common import AuditTarget, Flow
+from socle.components.fhir import DatabaseArgs, FhirArgs, FhirStore
+from socle.components.gateway import Gateway, GatewayArgs, Route
+from socle.components.pki import BundleSpec, DemoPki, LeafSpec
+from socle.components.relay import Relay, RelayArgs
+from socle.components.storage import (
     BACKUP_LOCATION,
     BackupLocationArgs,
     BackupPlan,
@@ -21,7 +21,7 @@ from components.storage import (
     ceph_rbd_profile,
     scaleway_profile,
 )
-from components.zone import Zone, ZoneArgs
+from socle.components.zone import Zone, ZoneArgs
 from socle.render import run_under_mocks
 
 AUDIT = AuditTarget(host="rsyslog.t-audit.svc.cluster.local", port=6514, client_secret="auditlog-client-tls")
@@ -329,7 +329,7 @@ def test_the_demo_crl_is_the_same_on_every_run_of_a_day():
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from components.pki import _crl_pem
+    from socle.components.pki import _crl_pem
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "demo health CA")])

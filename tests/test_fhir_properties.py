@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blueprints.etablissement.model import Images
-from components.fhir import FhirArgs, application_yaml
+from socle.blueprints.etablissement.model import Images
+from socle.components.fhir import FhirArgs, application_yaml
 from socle import fhir as pinned_hapi
 from tests.conftest import rendered_stack
 
@@ -154,7 +154,7 @@ def test_a_dev_render_without_validation_has_known_keys_only():
 
 
 def _components_args() -> FhirArgs:
-    from blueprints.etablissement import component_args
+    from socle.blueprints.etablissement import component_args
     st = rendered_stack("demo")[0]
     return component_args(st.params)["fhir"]
 

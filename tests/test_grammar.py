@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from blueprints import registry
-from components import grammar
-from components.grammar import GrammarError, Quoted
+from socle.blueprints import registry
+from socle.components import grammar
+from socle.components.grammar import GrammarError, Quoted
 from socle.audit import configs
 from socle.stackfile import value_paths, validate_config
 from tests.conftest import ROOT, require_tool
@@ -191,7 +191,7 @@ def test_net_catches_a_transport_entry_injected_in_a_map(monkeypatch):
 
 def test_net_catches_a_command_injected_in_a_script(monkeypatch):
     _bypass(monkeypatch, "sh")
-    from components.auditlog import seal_script
+    from socle.components.auditlog import seal_script
 
     with pytest.raises(GrammarError) as exc:
         seal_script("0.1.0", 365, data_dir="/var/lib/audit; rm -rf /")
@@ -199,7 +199,7 @@ def test_net_catches_a_command_injected_in_a_script(monkeypatch):
 
 
 def test_net_catches_an_rsyslog_action_injected_in_a_string(monkeypatch):
-    from components.common import AuditTarget, forwarder_config
+    from socle.components.common import AuditTarget, forwarder_config
 
     monkeypatch.setitem(grammar._env.filters, "rainer", lambda v: Quoted(f'"{v}"'))
     target = AuditTarget(host='a.test" action(type="omfile" file="/tmp/leak', port=6514, client_secret="s")
@@ -463,7 +463,7 @@ def test_no_configmap_over_the_api_limit_is_ever_registered():
     """Behind the validation, the component helper itself refuses a ConfigMap the API server would refuse."""
     import pulumi
 
-    from components.common import hashed_config_map
+    from socle.components.common import hashed_config_map
     from socle.render import run_under_mocks
 
     class Parent(pulumi.ComponentResource):

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from components.gateway import nginx_conf
+from socle.components.gateway import nginx_conf
 from socle import hostchecks
 from tests.conftest import rendered_stack, require_tool
 from tests.test_components import _gateway_args

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from components.relay import (
+from socle.components.relay import (
     REFRESH_CONFIG,
     REFRESHER,
     WHITE_LIST_URL,

@@ -309,7 +309,7 @@ def test_the_partitions_job_creates_each_missing_partition_once(tmp_path):
     import http.server
     import threading
 
-    from components.fhir import PARTITIONS_SCRIPT
+    from socle.components.fhir import PARTITIONS_SCRIPT
 
     busybox = require_tool("busybox")
     (job,) = [o for o in _objects("Job") if o["metadata"]["namespace"] == "grdemo-fhir"]

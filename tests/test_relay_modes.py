@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from pydantic import ValidationError
 
-from blueprints.etablissement.model import Params, production_refusals
-from components import relay as relay_module
-from components.relay import REFRESHER, RelayArgs, domain_refresh_files, indexed_maps, main_cf, refresher_program, relay_maps
+from socle.blueprints.etablissement.model import Params, production_refusals
+from socle.components import relay as relay_module
+from socle.components.relay import REFRESHER, RelayArgs, domain_refresh_files, indexed_maps, main_cf, refresher_program, relay_maps
 from socle.audit.controls import mss
 from tests.conftest import rendered_stack
 
@@ -117,13 +117,13 @@ def test_the_pod_runs_the_refresher_in_the_relay_image_with_the_trust_bundle():
 def test_the_audit_pins_the_refresher_the_kit_ships():
     program = refresher_program()
     assert hashlib.sha256(program.encode()).hexdigest() == mss.REFRESHER_SHA256, \
-        "components/templates/refresh_domains.py changed: re-run tests/test_mssante_list.py, then update mss.REFRESHER_SHA256"
+        "socle/components/templates/refresh_domains.py changed: re-run tests/test_mssante_list.py, then update mss.REFRESHER_SHA256"
     assert domain_refresh_files(_args("demo"))[REFRESHER] == program
     assert mss.WHITE_LIST_URL == relay_module.WHITE_LIST_URL
 
 
 def test_a_program_that_does_not_compile_never_reaches_a_pod(monkeypatch, tmp_path):
-    from components.grammar import GrammarError
+    from socle.components.grammar import GrammarError
 
     broken = tmp_path / "templates"
     broken.mkdir()

@@ -252,7 +252,7 @@ def test_a_content_hashed_configmap_is_listed_as_replaced_but_never_blocked(step
 # --- versions and migrations --------------------------------------------------------------------------------------
 
 def _v3(monkeypatch, migrations):
-    import blueprints
+    from socle import blueprints
 
     from socle import stackfile
 
@@ -386,14 +386,14 @@ def kit(tmp_path_factory) -> Path:
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "v1"]):
         subprocess.run(git + args, check=True, capture_output=True)
-    with (repo / "blueprints" / "etablissement" / "__init__.py").open("a") as fh:
+    with (repo / "socle" / "blueprints" / "etablissement" / "__init__.py").open("a") as fh:
         fh.write(V2)
     return repo
 
 
 @pytest.fixture
 def at_v2(kit, monkeypatch):
-    import blueprints
+    from socle import blueprints
 
     from socle import stackfile
 
@@ -504,10 +504,10 @@ def test_the_kit_version_has_one_source(tmp_path):
         assert read_configuration(tmp_path / "pyproject.toml")["project"]["version"] == "9.8.7"
     import importlib.metadata
 
-    assert importlib.metadata.version("socle") == socle.__version__  # the installed metadata (pip install -e .)
+    assert importlib.metadata.version("socle-sante") == socle.__version__  # the installed metadata (pip install -e .)
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert f"## [{socle.__version__}]" in changelog
-    from blueprints import registry
+    from socle.blueprints import registry
 
     for bp in registry().values():
         assert f"{bp.name} {bp.version}" in changelog

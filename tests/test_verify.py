@@ -197,8 +197,8 @@ def test_verify_command_names_each_missing_program(monkeypatch, chdir_root):
 def test_harness_files_are_the_configmaps_with_paths_mapped(tmp_path):
     """The harness renders with the same functions as the components: with the pod's paths, the bytes of the
     ConfigMaps come back."""
-    from components.gateway import nginx_conf
-    from components.relay import main_cf
+    from socle.components.gateway import nginx_conf
+    from socle.components.relay import main_cf
 
     stack, rendered, _ = rendered_stack("demo")
     data = {k: v for o in rendered.objects if o["kind"] == "ConfigMap" for k, v in (o.get("data") or {}).items()}

@@ -14,7 +14,7 @@ from .model import ObjRef
 
 from socle.constants import KIT, LABEL_BLOCK, LABEL_PROFILE, PART_OF
 
-# The blocks of the kit, one namespace each: `<short_name>-<block>` (blueprints/etablissement BLOCKS).
+# The blocks of the kit, one namespace each: `<short_name>-<block>` (socle/blueprints/etablissement BLOCKS).
 KIT_BLOCKS = ("gateway", "fhir", "mss", "audit")
 # The value of the namespace's block label (socle.esante.fr/block) for each namespace suffix.
 BLOCK_LABEL = {"gateway": "gateway", "fhir": "fhir", "mss": "relay", "audit": "auditlog"}

@@ -49,7 +49,7 @@ PULUMI_KUBERNETES = "v4.25.0"
 # socle's own stand-ins (controlplane/providers/standins): the releases whose resources they reproduce, + build metadata
 RANDOM_STANDIN = "4.21.4+socle.standin"
 TLS_STANDIN = "5.6.2+socle.standin"
-# the gateway's session proxy; the kit's image (components/common.py IMAGES: quay.io/oauth2-proxy/oauth2-proxy) has the
+# the gateway's session proxy; the kit's image (socle/components/common.py IMAGES: quay.io/oauth2-proxy/oauth2-proxy) has the
 # same version, so that `socle verify` and tests/test_authz_chain.py run the program the cluster runs
 OAUTH2_PROXY = "v7.15.6"
 # an S3-compatible object store (Versity Gateway, Apache-2.0) for Pulumi state in an S3 backend on this machine

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-from components.authz import (
+from socle.components.authz import (
     ENV_BROWSER_CLIENT_SECRET,
     ENV_PSC_CLIENT_SECRET,
     FEATURES,
@@ -39,7 +39,7 @@ from components.authz import (
     realm_json,
     start_options,
 )
-from components.gateway import GatewayArgs, nginx_files, oauth2_proxy_cfg
+from socle.components.gateway import GatewayArgs, nginx_files, oauth2_proxy_cfg
 
 from . import keycloak as kc
 from .harness import LOCAL, HarnessError, _BackendHandler, _Double, free_port, require, run, terminate, wait_port

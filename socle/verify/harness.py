@@ -25,10 +25,10 @@ from typing import Iterator
 
 from cryptography.hazmat.primitives import serialization
 
-from components.auditlog import AuditLogArgs, aggregator_conf, seal_script
-from components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
-from components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_files
-from components.relay import MAP_TYPE, RelayArgs, indexed_maps, main_cf, master_cf, relay_maps
+from socle.components.auditlog import AuditLogArgs, aggregator_conf, seal_script
+from socle.components.fhir import FhirArgs, pg_hba_conf, postgresql_conf
+from socle.components.gateway import CRL_URLS_FILE, GatewayArgs, crl_refresh_script, crl_urls, nginx_files
+from socle.components.relay import MAP_TYPE, RelayArgs, indexed_maps, main_cf, master_cf, relay_maps
 
 from .pki import TestPki
 
@@ -518,7 +518,7 @@ class Forwarder:
         self.proc: subprocess.Popen | None = None
 
     def render(self) -> str:
-        from components.common import AuditTarget, forwarder_config
+        from socle.components.common import AuditTarget, forwarder_config
 
         cert_dir = str(self.audit.sender.directory)
         target = AuditTarget(host=self.audit.host, port=self.audit.port, client_secret="(local files)")

@@ -74,7 +74,7 @@ def download() -> Path:
 
 
 def build_options(features: tuple[str, ...]) -> list[str]:
-    # the build options of the kit's Keycloak (components/authz.py), except the database: in-memory here
+    # the build options of the kit's Keycloak (socle/components/authz.py), except the database: in-memory here
     return ["--db=dev-mem", f"--features={','.join(features)}", "--health-enabled=true",
             # the gateway hands Keycloak the client certificate it verified (a build-time option)
             "--spi-x509cert-lookup--provider=nginx"]
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--download", action="store_true", help="fetch the pinned Keycloak distribution and build it")
     a = parser.parse_args(argv)
     if a.download:
-        from components.authz import FEATURES
+        from socle.components.authz import FEATURES
         download()
         print(built_home(FEATURES))
     return 0

@@ -1,6 +1,6 @@
 """The control catalogue: one module per family, one control per requirement of REQUIREMENTS.md.
 
-Controls never import components: they judge objects and files as a cluster or a render shows them.
+Controls never import socle.components: they judge objects and files as a cluster or a render shows them.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ API = ("doctrine",)
 SENSITIVITIES = ("public", "restricted", "sensitive")
 
 
-# --- the établissement's authorization server (Keycloak realm file, components/authz.py) ----------------------
+# --- the établissement's authorization server (Keycloak realm file, socle/components/authz.py) ----------------------
 
 BROWSER_CLIENT = "oauth2-proxy"
 PSC_ALIAS = "psc"

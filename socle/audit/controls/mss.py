@@ -102,7 +102,7 @@ def _map_path(value: str) -> str | None:
 
 
 # MSS-05: the ANS white list of the MSSanté trust space, and the kit's refresher program that reads it: SHA-256 of
-# the program file (components/templates/refresh_domains.py). tests/test_mssante_list.py runs that very program
+# the program file (socle/components/templates/refresh_domains.py). tests/test_mssante_list.py runs that very program
 # against a local list server and real Postfix: it keeps the previous maps on any download, TLS, parse or
 # plausibility error. Another program (the former grep script, a local edit) is not judged fail-closed.
 WHITE_LIST_URL = "https://espacedeconfiance.mssante.fr/listeblanchemssante.xml"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.access import AUDITOR_ROLE
-from components.auditlog import SYSLOG_TLS_PORT
+from socle.components.access import AUDITOR_ROLE
+from socle.components.auditlog import SYSLOG_TLS_PORT
 
 from .model import BLOCKS, Params
 

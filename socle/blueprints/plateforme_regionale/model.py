@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from blueprints.shared.groups import (
+from socle.blueprints.shared.groups import (
     Auditors,
     AuditLog,
     Authz,
@@ -27,7 +27,7 @@ from blueprints.shared.groups import (
     Storage,
     Tls,
 )
-from blueprints.shared.types import Cron, DnsLabel, Host, Size, Strict, Text, _full
+from socle.blueprints.shared.types import Cron, DnsLabel, Host, Size, Strict, Text, _full
 from socle.constants import HSTS_MIN_MAX_AGE
 
 VERSION = "1.0.0"

@@ -1,12 +1,12 @@
-"""Blueprint `etablissement`: one hospital — the platform layer and a single cell (blueprints/shared), on a
+"""Blueprint `etablissement`: one hospital — the platform layer and a single cell (socle/blueprints/shared), on a
 cluster of its own."""
 from __future__ import annotations
 
 import pulumi
 
-from blueprints import Blueprint, Inventory
-from blueprints.shared.cell import Cell, component_args, config_files
-from blueprints.shared.platform import build_platform
+from socle.blueprints import Blueprint, Inventory
+from socle.blueprints.shared.cell import Cell, component_args, config_files
+from socle.blueprints.shared.platform import build_platform
 
 from .model import BLOCKS, VERSION, Params, advisories, production_refusals
 from .outputs import outputs

@@ -8,14 +8,14 @@ from typing import Any
 import pulumi
 from pydantic import Field
 
-from blueprints import Blueprint, Inventory
-from blueprints.shared.cell import Cell, component_args as cell_component_args, config_files as cell_config_files
-from blueprints.shared.groups import BLOCKS, Api, Backup, CellParams, Gateway, Organisation, Relay
-from blueprints.shared.platform import build_platform
-from blueprints.shared.refusals import advisories as cell_advisories, production_refusals as cell_refusals
-from components.access import AUDITOR_ROLE
-from components.auditlog import SYSLOG_TLS_PORT
-from components.fhir import Partition
+from socle.blueprints import Blueprint, Inventory
+from socle.blueprints.shared.cell import Cell, component_args as cell_component_args, config_files as cell_config_files
+from socle.blueprints.shared.groups import BLOCKS, Api, Backup, CellParams, Gateway, Organisation, Relay
+from socle.blueprints.shared.platform import build_platform
+from socle.blueprints.shared.refusals import advisories as cell_advisories, production_refusals as cell_refusals
+from socle.components.access import AUDITOR_ROLE
+from socle.components.auditlog import SYSLOG_TLS_PORT
+from socle.components.fhir import Partition
 
 from .model import MAX_TENANTS, VERSION, Params, Tenant
 

@@ -10,13 +10,13 @@ from typing import Any, Sequence
 import pulumi
 from pydantic import BaseModel
 
-from components import auditlog as auditlog_module
-from components import authz as authz_module
-from components import fhir as fhir_module
-from components import gateway as gateway_module
-from components import relay as relay_module
-from components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
-from components.authz import (
+from socle.components import auditlog as auditlog_module
+from socle.components import authz as authz_module
+from socle.components import fhir as fhir_module
+from socle.components import gateway as gateway_module
+from socle.components import relay as relay_module
+from socle.components.auditlog import SYSLOG_TLS_PORT, AuditLog, AuditLogArgs
+from socle.components.authz import (
     CLUSTER_PORTS,
     KEYCLOAK_HTTP_PORT,
     ApiClient,
@@ -25,13 +25,13 @@ from components.authz import (
     AuthzServer,
     psc_endpoints,
 )
-from components.common import AuditTarget, Flow, selector
-from components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore, Partition
-from components.gateway import GATEWAY_SERVICE_PORTS, HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
-from components.pki import BundleSpec, DemoPki, LeafSpec
-from components.relay import PSS_EXCEPTION, RELAY_SERVICE_PORTS, SMTP_PORT, Relay, RelayArgs
-from components.storage import HEALTH_DATA_CLASS, BackupPlan, BackupPlanArgs, BackupScheduleArgs, DatabaseBackupArgs
-from components.zone import Zone, ZoneArgs
+from socle.components.common import AuditTarget, Flow, selector
+from socle.components.fhir import HAPI_PORT, PG_PORT, DatabaseArgs, FhirArgs, FhirStore, Partition
+from socle.components.gateway import GATEWAY_SERVICE_PORTS, HTTP_PORT, HTTPS_PORT, OAUTH2_PORT, Gateway, GatewayArgs, Route
+from socle.components.pki import BundleSpec, DemoPki, LeafSpec
+from socle.components.relay import PSS_EXCEPTION, RELAY_SERVICE_PORTS, SMTP_PORT, Relay, RelayArgs
+from socle.components.storage import HEALTH_DATA_CLASS, BackupPlan, BackupPlanArgs, BackupScheduleArgs, DatabaseBackupArgs
+from socle.components.zone import Zone, ZoneArgs
 from socle import __version__ as KIT_VERSION
 from socle.constants import PSC_SANDBOX_HOST
 from socle.secretvalue import SecretValue

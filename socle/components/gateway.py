@@ -97,7 +97,7 @@ class GatewayArgs(BaseModel):
     # API-04: how often oauth2-proxy re-validates a session at the authorization server (refresh token): an idle
     # session whose refresh token expired (30 min idle at Keycloak) ends at the next request
     session_refresh: str = "5m"
-    # the établissement's authorization server (components/authz.py): its public host on this gateway, its
+    # the établissement's authorization server (socle/components/authz.py): its public host on this gateway, its
     # in-cluster address, its realm, the Secret holding oauth2-proxy's client secret there
     authz_host: str | None = None
     authz_upstream: str = ""

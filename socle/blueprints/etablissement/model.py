@@ -1,11 +1,11 @@
 """Parameter model of the `etablissement` (hospital) blueprint, version 1: one établissement's cell on a platform of
-its own. Its groups, types and refusals are shared with the other blueprints (blueprints/shared): every field has a
+its own. Its groups, types and refusals are shared with the other blueprints (socle/blueprints/shared): every field has a
 default that is safe for the `dev` profile; `production_refusals` lists what the production profile refuses, each
 message starting with the requirement ID it protects."""
 from __future__ import annotations
 
-from blueprints.shared.groups import BLOCKS, CellParams, Images, Relay
-from blueprints.shared.refusals import advisories, production_refusals
+from socle.blueprints.shared.groups import BLOCKS, CellParams, Images, Relay
+from socle.blueprints.shared.refusals import advisories, production_refusals
 
 VERSION = "1.0.0"
 

@@ -164,7 +164,7 @@ def _finalize(value: Any) -> Any:
 
 
 _env = jinja2.Environment(
-    loader=jinja2.PackageLoader("components", "templates"),
+    loader=jinja2.PackageLoader("socle.components", "templates"),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,

@@ -29,7 +29,7 @@ class Blueprint:
     model: type[BaseModel]
     build: Callable[[Any], Any]
     refusals: Callable[[Any], list[tuple[str, str]]]
-    stack_template: str  # jinja2 template (package resource) used by `socle new`
+    stack_template: str  # jinja2 template used by `socle new`, a resource of the socle package (blueprints/...)
     component_args: Callable[[Any], dict[str, BaseModel]]  # validated args of the configured components, by block
     config_files: Callable[[Any], dict[str, str]]  # every configuration file the pods read, checked for its grammar
     inventory: Callable[[Any], Inventory]  # profile, namespaces, auditors, registries, tenants of a stack's parameters
@@ -55,6 +55,6 @@ BLUEPRINT_MODULES = ("etablissement", "plateforme_regionale")
 def registry() -> dict[str, Blueprint]:
     out: dict[str, Blueprint] = {}
     for mod in BLUEPRINT_MODULES:
-        bp: Blueprint = import_module(f"blueprints.{mod}").BLUEPRINT
+        bp: Blueprint = import_module(f"socle.blueprints.{mod}").BLUEPRINT
         out[bp.name] = bp
     return out

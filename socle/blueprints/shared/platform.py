@@ -8,9 +8,9 @@ from typing import Sequence
 
 import pulumi
 
-from components.access import AuditorAccess, AuditorAccessArgs
-from components.admission import AdmissionArgs, AdmissionPolicies
-from components.storage import (
+from socle.components.access import AuditorAccess, AuditorAccessArgs
+from socle.components.admission import AdmissionArgs, AdmissionPolicies
+from socle.components.storage import (
     BackupLocationArgs,
     HdsStorage,
     StorageArgs,

@@ -95,7 +95,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def partition_files(partitions: Sequence[Partition]) -> dict[str, str]:
     """The partitions Job's ConfigMap: one `$partition-management-create-partition` request body per partition,
-    written by the JSON serialiser, and the fixed script that sends them (components/templates)."""
+    written by the JSON serialiser, and the fixed script that sends them (socle/components/templates)."""
     files = {f"partition-{p.id}.json": json.dumps({"resourceType": "Parameters", "parameter": [
         {"name": "id", "valueInteger": p.id}, {"name": "name", "valueCode": p.name},
         {"name": "description", "valueString": p.description}]}, ensure_ascii=False, sort_keys=True) + "\n"
