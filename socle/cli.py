@@ -120,13 +120,24 @@ def new(
     if os.path.lexists(path):  # a dangling symlink too: never written through
         err.print(f"{display(path)} already exists; refusing to overwrite it", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    from .scaffold import project_files
+
+    root = project_root()
+    # Outside any Pulumi project (an installed kit, an empty directory): this directory becomes one, whose program
+    # is the installed kit; files that exist are kept.
+    extra = {} if (root / "Pulumi.yaml").is_file() else {
+        root / p: text for p, text in project_files(root.name).items() if not os.path.lexists(root / p)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "x", encoding="utf-8") as fh:  # O_EXCL: fails rather than follow a link created meanwhile
-            fh.write(stack_file(bps[blueprint], name))
+        for target, text in [(path, stack_file(bps[blueprint], name)), *extra.items()]:
+            with open(target, "x", encoding="utf-8") as fh:  # O_EXCL: fails rather than follow a link created meanwhile
+                fh.write(text)
     except OSError as exc:
         err.print(f"socle new: cannot create {display(path)}: {exc.strerror or exc}", markup=False)
         raise typer.Exit(EXIT_INVALID)
+    if extra:
+        out.print(f"created the Pulumi project {', '.join(sorted(p.name for p in extra))} in {root}", markup=False,
+                  highlight=False)
     from .certify import pin_for
 
     pinned, warning = pin_for(bps[blueprint])  # the digest stack_file wrote as socle:blueprintDigest

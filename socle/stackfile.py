@@ -79,13 +79,20 @@ class Stack:
             [Problem(self.file, path, message) for path, message in pin_advisories(self.blueprint, self.config, self.params)]
 
 
+def kit_checkout() -> Path | None:
+    """The kit's own checkout (a Pulumi project around the socle package), or None for an installed kit."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "Pulumi.yaml").is_file() and (root / "stacks").is_dir() else None
+
+
 def project_root() -> Path:
-    """The directory holding Pulumi.yaml: the current directory or a parent, else the kit's own checkout."""
+    """The user's Pulumi project: the current directory or a parent holding Pulumi.yaml and stacks/; else the kit's
+    own checkout when socle runs from one; else the current directory (`socle new` makes it a project)."""
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
         if (d / "Pulumi.yaml").is_file() and (d / "stacks").is_dir():
             return d
-    return Path(__file__).resolve().parent.parent
+    return kit_checkout() or here
 
 
 def resolve(stack: str) -> tuple[str, Path]:
