@@ -88,37 +88,37 @@ class GenericCsi(Strict):
 class ScalewaySbs(Strict):
     kms_key_id: Identifier = Field(default="", description="Scaleway Key Manager key id (empty: LUKS with passphrase Secret)")
     luks_secret: SecretName = Field(default="sbs-luks-passphrase", description="Secret with key encryptionPassphrase")
-    luks_secret_namespace: DnsLabel = Field(default="kube-system")
-    iops: Literal["5000", "15000"] = "5000"
+    luks_secret_namespace: DnsLabel = Field(description="Namespace of the LUKS passphrase Secret (no Key Manager key)", default="kube-system")
+    iops: Literal["5000", "15000"] = Field(default="5000", description="Scaleway Block Storage performance class (IOPS)")
 
 
 class CephRbd(Strict):
     cluster_id: Identifier = Field(default="", description="ceph-csi clusterID")
     pool: Identifier = Field(default="", description="RBD pool")
     kms_id: Identifier = Field(default="", description="encryptionKMSID of the ceph-csi KMS configuration")
-    secret_name: SecretName = Field(default="csi-rbd-secret")
-    secret_namespace: DnsLabel = Field(default="ceph-csi")
+    secret_name: SecretName = Field(description="Secret of the ceph-csi provisioner and node credentials", default="csi-rbd-secret")
+    secret_namespace: DnsLabel = Field(description="Namespace of that Secret", default="ceph-csi")
 
 
 class Storage(Strict):
     encrypted: bool = Field(default=True, description="HDS-04: volumes holding health data are encrypted at rest")
-    generic_csi: GenericCsi = Field(default_factory=GenericCsi)
-    scaleway_sbs: ScalewaySbs = Field(default_factory=ScalewaySbs)
-    ceph_rbd: CephRbd = Field(default_factory=CephRbd)
+    generic_csi: GenericCsi = Field(description="HDS-04: the generic-csi profile's driver and parameters", default_factory=GenericCsi)
+    scaleway_sbs: ScalewaySbs = Field(description="HDS-04: the scaleway-sbs profile (Scaleway Block Storage)", default_factory=ScalewaySbs)
+    ceph_rbd: CephRbd = Field(description="HDS-04: the ceph-rbd profile (on-premise ceph-csi block encryption)", default_factory=CephRbd)
 
 
 class Backup(Strict):
-    enabled: bool = True
-    velero_namespace: DnsLabel = "velero"
+    enabled: bool = Field(default=True, description="BCK-01: back up the stateful namespaces with Velero (mandatory in production)")
+    velero_namespace: DnsLabel = Field(default="velero", description="Namespace where Velero runs")
     provider: Literal["aws"] = Field(default="aws", description="Velero object-store plugin (S3 API)")
-    bucket: Annotated[str, _full(re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"), "must be an S3 bucket name", 63)] = "socle-backups"
-    s3_url: HttpsUrl = Field(default="https://s3.fr-srr.scw.cloud")
-    region: Region = Field(default_factory=lambda: Region(name="fr-srr", country="FR"))
-    credential_secret: SecretName = Field(default="velero-s3-credentials")
-    daily_schedule: Cron = "0 2 * * *"
-    daily_ttl_days: int = Field(default=30, ge=7, le=3650)
-    monthly_schedule: Cron = "0 3 1 * *"
-    monthly_ttl_days: int = Field(default=180, ge=30, le=3650)
+    bucket: Annotated[str, _full(re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"), "must be an S3 bucket name", 63)] = Field(default="socle-backups", description="BCK-01: S3 bucket of the backup location")
+    s3_url: HttpsUrl = Field(description="BCK-01: S3 endpoint of the backup location, in the second region", default="https://s3.fr-srr.scw.cloud")
+    region: Region = Field(description="HDS-01/BCK-01: the backup location's region and country (a second region in the EEA)", default_factory=lambda: Region(name="fr-srr", country="FR"))
+    credential_secret: SecretName = Field(description="Secret (key `cloud`) with the S3 credentials, in Velero's namespace", default="velero-s3-credentials")
+    daily_schedule: Cron = Field(default="0 2 * * *", description="BCK-01: cron of the daily backup")
+    daily_ttl_days: int = Field(description="BCK-01: days a daily backup is kept (at least 7; 30 by default)", default=30, ge=7, le=3650)
+    monthly_schedule: Cron = Field(default="0 3 1 * *", description="BCK-01: cron of the monthly backup")
+    monthly_ttl_days: int = Field(description="BCK-01: days a monthly backup is kept (at least 30; 180 by default)", default=180, ge=30, le=3650)
     data_mover: Literal["csi-snapshot-data-movement", "file-system-backup", "snapshots-in-place"] = Field(
         default="csi-snapshot-data-movement",
         description="BCK-01: how volume data reaches the backup location: CSI snapshots moved there by Velero's data "
@@ -128,17 +128,17 @@ class Backup(Strict):
 
 
 class Images(Strict):
-    gateway: Image = "docker.io/nginxinc/nginx-unprivileged:1.27.4-alpine"
+    gateway: Image = Field(default="docker.io/nginxinc/nginx-unprivileged:1.27.4-alpine", description="K8S-05: NGINX (unprivileged) image of the gateway")
     # the version socle.cluster.build builds and `socle verify` runs (controlplane/oauth2-proxy)
-    oauth2_proxy: Image = "quay.io/oauth2-proxy/oauth2-proxy:v7.15.6"
+    oauth2_proxy: Image = Field(default="quay.io/oauth2-proxy/oauth2-proxy:v7.15.6", description="K8S-05: oauth2-proxy image (the version socle verify runs)")
     # the établissement's authorization server; socle verify runs the same version (socle/verify/keycloak.py)
-    keycloak: Image = "quay.io/keycloak/keycloak:26.7.3"
-    fhir: Image = "docker.io/hapiproject/hapi:v8.8.0-1"  # socle/fhir/hapi_properties.json: its property names
-    postgres: Image = "docker.io/library/postgres:16.6-alpine3.21"
-    relay: Image = "docker.io/boky/postfix:v4.4.0"
-    syslog: Image = "docker.io/rsyslog/rsyslog:2025-06"
-    tools: Image = "docker.io/library/alpine:3.21.3"
-    allowed_registries: list[Annotated[str, _full(re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?"), "must be a registry host[:port]", 253)]] = Field(
+    keycloak: Image = Field(default="quay.io/keycloak/keycloak:26.7.3", description="K8S-05: Keycloak image of the authorization server (the version socle verify runs)")
+    fhir: Image = Field(default="docker.io/hapiproject/hapi:v8.8.0-1", description="K8S-05: HAPI FHIR image (its property names are checked, socle/fhir/hapi_properties.json)")  # socle/fhir/hapi_properties.json: its property names
+    postgres: Image = Field(default="docker.io/library/postgres:16.6-alpine3.21", description="K8S-05: PostgreSQL image of the in-cluster database")
+    relay: Image = Field(default="docker.io/boky/postfix:v4.4.0", description="K8S-05: Postfix image of the MSSanté relay")
+    syslog: Image = Field(default="docker.io/rsyslog/rsyslog:2025-06", description="K8S-05: rsyslog image of the audit log and its forwarders")
+    tools: Image = Field(default="docker.io/library/alpine:3.21.3", description="K8S-05: small image with a shell (CRL refresher, partitions Job)")
+    allowed_registries: list[Annotated[str, _full(re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?"), "must be a registry host[:port]", 253)]] = Field(description="K8S-05: registries the images may come from (admission refuses others)",
         default_factory=lambda: ["docker.io", "quay.io"], min_length=1, max_length=20)
 
 
@@ -159,31 +159,31 @@ class Pki(Strict):
         description="PKI-02: CRL distribution points of the health PKI CAs (see `openssl x509 -noout -ext crlDistributionPoints`)",
     )
     crl_refresh_minutes: int = Field(default=60, ge=5, le=1440, description="PKI-02: how often the CRLs are downloaded")
-    gateway_server_secret: SecretName = "gateway-server-tls"
-    relay_server_secret: SecretName = "relay-server-tls"
+    gateway_server_secret: SecretName = Field(default="gateway-server-tls", description="PKI-01: Secret with the gateway's server certificate (tls.crt, tls.key)")
+    relay_server_secret: SecretName = Field(default="relay-server-tls", description="MSS-02: Secret with the relay's server certificate")
     relay_client_secret: SecretName = Field(default="relay-org-client-tls", description="MSS-06: organisation certificate")
-    audit_server_secret: SecretName = "auditlog-server-tls"
-    audit_client_secret: SecretName = "auditlog-client-tls"
+    audit_server_secret: SecretName = Field(default="auditlog-server-tls", description="TRACE-03: Secret with the audit log aggregator's server certificate")
+    audit_client_secret: SecretName = Field(default="auditlog-client-tls", description="TRACE-03: Secret with the forwarders' client certificate")
     audit_seal_key_secret: SecretName = Field(
         default="auditlog-seal-key",
         description="TRACE-04: HMAC key of the audit log seal (key `key`, 32 to 64 bytes), mounted in the seal container "
                     "only; generated by the program in demo mode, provided by you otherwise")
-    database_server_secret: SecretName = "postgres-server-tls"
+    database_server_secret: SecretName = Field(default="postgres-server-tls", description="K8S-08: Secret with the in-cluster database's server certificate")
 
 
 class Api(Strict):
-    name: DnsLabel
-    host: Host
+    name: DnsLabel = Field(description="Name of the API (its virtual host, rate zone and flows)")
+    host: Host = Field(description="GW-03: the API's own host name")
     owner_group: Text = Field(description="GW-01: group that owns the API")
-    sensitivity: Literal["public", "restricted", "sensitive"]
+    sensitivity: Literal["public", "restricted", "sensitive"] = Field(description="API-01: sensitive routes require client certificates")
     backend: Literal["fhir"] | None = Field(default="fhir", description="Built-in backend; or service+namespace+port")
     service: DnsLabel | None = Field(default=None, description="Service of an API without a built-in backend")
-    namespace: DnsLabel | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    namespace: DnsLabel | None = Field(default=None, description="Namespace of that Service")
+    port: int | None = Field(description="Port of that Service", default=None, ge=1, le=65535)
     mtls: bool | None = Field(default=None, description="API-01: client certificate required (default: sensitive routes)")
     token_validation: bool = Field(default=True, description="API-03: Pro Santé Connect / OAuth2 token checked at the gateway")
-    rate_per_second: int = Field(default=100, ge=1, le=100000)
-    burst: int = Field(default=200, ge=0, le=100000)
+    rate_per_second: int = Field(description="GW-06: requests per second per client address", default=100, ge=1, le=100000)
+    burst: int = Field(description="GW-06: requests allowed above the rate before 429", default=200, ge=0, le=100000)
     max_body: Annotated[str, _full(_BODY, "must be an NGINX size such as 10m", 8)] = Field(
         default="10m", description="GW-06: request body limit (nginx size)")
 
@@ -199,10 +199,10 @@ class Api(Strict):
 
 
 class Gateway(Strict):
-    replicas: int = Field(default=1, ge=1, le=20)
-    hsts_max_age: int = Field(default=HSTS_MIN_MAX_AGE, ge=0, le=10 * 366 * 86400)
-    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
-    apis: list[Api] = Field(min_length=1, max_length=50)
+    replicas: int = Field(description="K8S-09: gateway replicas (2 or more in production)", default=1, ge=1, le=20)
+    hsts_max_age: int = Field(description="TLS-03: HSTS max-age in seconds (at least a year in production)", default=HSTS_MIN_MAX_AGE, ge=0, le=10 * 366 * 86400)
+    service_type: Literal["LoadBalancer", "ClusterIP"] = Field(default="LoadBalancer", description="Service type of the gateway (LoadBalancer: its node ports are allowed by the quota)")
+    apis: list[Api] = Field(description="GW-01..03: the APIs the gateway serves, one virtual host each", min_length=1, max_length=50)
     session_lifetime: str = Field(default="4h", pattern=r"^[0-9]{1,4}[hm]$",
                                   description="API-04: browser session cookie lifetime (PSC sessions: 4 h at most)")
 
@@ -227,7 +227,7 @@ class Psc(Strict):
 
 class AuthzClient(Strict):
     """API-02: an API client (software of another organisation) and its IGC-Santé ORG certificate."""
-    client_id: Annotated[str, _full(re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}"), "must be a client id (letters, digits, ._:-)", 100)]
+    client_id: Annotated[str, _full(re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}"), "must be a client id (letters, digits, ._:-)", 100)] = Field(description="API-02: the client's id at the authorization server")
     subject_dn: Annotated[str, _full(re.compile(r"[A-Za-z0-9 .,=@'()+/:_-]{3,500}"), "must be an RFC 2253 DN", 500)] = Field(
         description="API-02: subject DN of the client's certificate, RFC 2253 (`openssl x509 -noout -subject -nameopt RFC2253`)")
     issuer_dn: Annotated[str, _full(re.compile(r"[A-Za-z0-9 .,=@'()+/:_-]{3,500}"), "must be an RFC 2253 DN", 500)] = Field(
@@ -237,8 +237,8 @@ class AuthzClient(Strict):
 class AuthzDatabase(Strict):
     """K8S-09: the external PostgreSQL database the authorization server's replicas share (sessions, users)."""
     host: Annotated[str, AfterValidator(_db_host)] = Field(description="host name or IP address")
-    port: int = Field(default=5432, ge=1, le=65535)
-    name: str = Field(default="keycloak", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    port: int = Field(description="Port of the database", default=5432, ge=1, le=65535)
+    name: str = Field(description="Database name", default="keycloak", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     credentials_secret: SecretName = Field(description="existing Secret with username/password")
     ca_secret: SecretName = Field(description="Secret with ca.crt of the database server")
     network: Cidr = Field(description="network of the database (egress allow rule)")
@@ -252,14 +252,14 @@ class Authz(Strict):
                                   "sessions in memory (the realm is imported at each start), dev only")
     host: Host | None = Field(default=None, description="Public host of the authorization server on the gateway (default: "
                                                         "`auth.` + the domain of the first API host)")
-    realm: DnsLabel = "etablissement"
+    realm: DnsLabel = Field(default="etablissement", description="Keycloak realm of the établissement")
     access_token_minutes: int = Field(default=60, ge=60, le=240, description="API-03: API token lifetime, 1 to 4 h")
     session_idle_minutes: int = Field(default=30, ge=5, le=30, description="API-04: SSO session idle timeout (PSC: 30 min)")
     session_max_hours: int = Field(default=4, ge=1, le=4, description="API-04: SSO session maximum (PSC: 4 h)")
     browser_client_secret: SecretName = Field(default="oauth2-proxy-keycloak-client",
                                               description="PSC-03: Secret (key client-secret) of oauth2-proxy's client at the "
                                                           "authorization server, generated by the program in both namespaces")
-    api_clients: list[AuthzClient] = Field(default_factory=list, max_length=100)
+    api_clients: list[AuthzClient] = Field(description="API-02: the API clients allowed to exchange PSC tokens, by certificate", default_factory=list, max_length=100)
 
 
 class ProviderBackup(Strict):
@@ -275,11 +275,11 @@ class ProviderBackup(Strict):
 
 
 class Database(Strict):
-    mode: Literal["in-cluster", "external"] = "in-cluster"
+    mode: Literal["in-cluster", "external"] = Field(default="in-cluster", description="in-cluster (dev: one PostgreSQL StatefulSet) or external (production: a managed database)")
     host: Annotated[str, AfterValidator(_db_host)] | None = Field(default=None, description="external: host name or IP address")
-    port: int = Field(default=5432, ge=1, le=65535)
-    name: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    user: str = Field(default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    port: int = Field(description="Port of the database", default=5432, ge=1, le=65535)
+    name: str = Field(description="Database name", default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field(description="Database user", default="hapi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     credentials_secret: SecretName | None = Field(default=None, description="external: existing Secret with username/password")
     password: SecretValue | None = Field(
         default=None,
@@ -291,7 +291,7 @@ class Database(Strict):
     provider_backup: ProviderBackup | None = Field(
         default=None, description="external: the provider's backups of the database, declared for BCK-01/HDS-01 "
                                   "(Velero does not back up a database outside the cluster)")
-    storage_size: Size = "20Gi"
+    storage_size: Size = Field(default="20Gi", description="in-cluster: size of the database volume")
 
     @model_validator(mode="after")
     def _external(self) -> "Database":
@@ -306,7 +306,7 @@ class Database(Strict):
 
 
 class Fhir(Strict):
-    replicas: int = Field(default=1, ge=1, le=20)
+    replicas: int = Field(description="K8S-09: FHIR server replicas (2 or more in production)", default=1, ge=1, le=20)
     validation_fr_core: bool = Field(default=True, description="FHIR-04: validate incoming resources against FR Core")
     terminology_server: HttpsUrl = Field(default=ANS_TERMINOLOGY_SERVER, description="FHIR-02")
     annuaire_api_key_secret: SecretName = Field(default="annuaire-sante-api-key", description="FHIR-03: Secret with key api-key")
@@ -318,15 +318,15 @@ class Fhir(Strict):
     ins_systems: list[Annotated[str, Field(max_length=100), AfterValidator(_ins_system)]] = Field(
         default_factory=lambda: [INS_SYSTEMS["NIR"], INS_SYSTEMS["NIA"]], min_length=1, max_length=10, description="INS-02 systems accepted"
     )
-    database: Database = Field(default_factory=Database)
-    memory: Size = "2Gi"
+    database: Database = Field(description="K8S-08/K8S-09: the FHIR store's PostgreSQL", default_factory=Database)
+    memory: Size = Field(default="2Gi", description="Memory of a FHIR server pod (request and limit)")
 
 
 
 class Relay(Strict):
-    replicas: int = Field(default=1, ge=1, le=10)
-    hostname: Host
-    service_type: Literal["LoadBalancer", "ClusterIP"] = "LoadBalancer"
+    replicas: int = Field(description="Relay replicas", default=1, ge=1, le=10)
+    hostname: Host = Field(description="MSS-02: the relay's host name (its certificate's and its EHLO's)")
+    service_type: Literal["LoadBalancer", "ClusterIP"] = Field(default="LoadBalancer", description="Service type of the relay")
     mode: Literal["operator", "external-operator"] = Field(
         default="operator", description="MSS-05: operator = the établissement is a contracted MSSanté operator and delivers "
                                         "directly to the listed domains; external-operator = every message goes to its operator's relay (next_hop)")
@@ -357,7 +357,7 @@ class Relay(Strict):
     next_hop: Annotated[str, AfterValidator(_next_hop)] | None = Field(
         default=None, description="Relay that receives every message, [host]:port (external-operator: the operator's relay, "
                                   "required; operator: optional, default MX of the domain)")
-    queue_size: Size = "5Gi"
+    queue_size: Size = Field(default="5Gi", description="Size of the mail queue volume")
     mailbox_purge_days: int = Field(default=365, ge=1, le=365, description="MSS-08")
 
     @model_validator(mode="after")
@@ -381,7 +381,7 @@ class AuditLog(Strict):
         description=f"TRACE-01/MSS-07: days the audit records are kept; at least {RETENTION_FLOOR_DAYS} in production "
                     f"(CSP R.6113-9-2); above {RETENTION_CNIL_CEILING_DAYS} the CNIL asks for a documented "
                     "justification (`socle validate` warns)")
-    storage_size: Size = "50Gi"
+    storage_size: Size = Field(default="50Gi", description="TRACE-01: size of the audit log volume")
 
 
 class Auditors(Strict):
@@ -396,21 +396,21 @@ RESERVED_API_NAMES = ("oauth2-proxy", "fhir", "auditlog", "crl")  # one namespac
 
 
 class CellParams(Strict):
-    profile: Literal["dev", "production"] = "dev"
-    organisation: Organisation
-    hosting: Hosting = Field(default_factory=Hosting)
-    storage: Storage = Field(default_factory=Storage)
-    backup: Backup = Field(default_factory=Backup)
-    images: Images = Field(default_factory=Images)
-    tls: Tls = Field(default_factory=Tls)
-    pki: Pki = Field(default_factory=Pki)
-    gateway: Gateway
-    psc: Psc
-    authz: Authz = Field(default_factory=Authz)
-    fhir: Fhir = Field(default_factory=Fhir)
-    relay: Relay
-    audit: AuditLog = Field(default_factory=AuditLog)
-    auditors: Auditors = Field(default_factory=Auditors)
+    profile: Literal["dev", "production"] = Field(default="dev", description="dev or production: production refuses weaker settings, each refusal naming its requirement")
+    organisation: Organisation = Field(description="The établissement: legal name, FINESS, short name, owner")
+    hosting: Hosting = Field(description="HDS-01/03: regions and host of the health data", default_factory=Hosting)
+    storage: Storage = Field(description="HDS-04: the encrypted health-data storage by provider profile", default_factory=Storage)
+    backup: Backup = Field(description="BCK-01: Velero backups in a second region", default_factory=Backup)
+    images: Images = Field(description="K8S-05: pinned images and allowed registries", default_factory=Images)
+    tls: Tls = Field(description="TLS-01: lowest protocol offered", default_factory=Tls)
+    pki: Pki = Field(description="PKI-01/02: certificates, trust bundle and CRLs", default_factory=Pki)
+    gateway: Gateway = Field(description="The API gateway: its APIs, replicas, HSTS, sessions")
+    psc: Psc = Field(description="PSC-*: the Pro Santé Connect client")
+    authz: Authz = Field(description="API-02..04: the établissement's authorization server", default_factory=Authz)
+    fhir: Fhir = Field(description="FHIR-*/INS-*: the FHIR store and its database", default_factory=Fhir)
+    relay: Relay = Field(description="MSS-*: the MSSanté relay")
+    audit: AuditLog = Field(description="TRACE-*: the audit log", default_factory=AuditLog)
+    auditors: Auditors = Field(description="K8S-10: the auditors' group and access", default_factory=Auditors)
 
     @model_validator(mode="after")
     def _cross(self) -> "CellParams":
