@@ -194,17 +194,27 @@ def proxy_locations(server: configs.Directive) -> list[configs.Directive]:
 
 
 def location_for(server: configs.Directive, uri: str) -> configs.Directive | None:
-    """The location of a server that serves a URI: the exact match, else the longest prefix (regexes not followed)."""
+    """The location NGINX chooses for a URI: exact match, else the longest prefix unless `^~` marks it, first
+    matching regex in order, else that prefix (nested locations not followed)."""
     best: configs.Directive | None = None
     for loc in server.all("location"):
         args = loc.args
         if args[:1] == ["="]:
             if args[1:2] == [uri]:
                 return loc
-            continue
-        prefix = args[1] if args[:1] == ["^~"] and len(args) > 1 else args[0] if len(args) == 1 else None
-        if prefix is not None and uri.startswith(prefix) and (best is None or len(prefix) > len(best.args[-1])):
-            best = loc
+        elif len(args) == 1 or args[:1] == ["^~"]:
+            prefix = args[-1]
+            if uri.startswith(prefix) and (best is None or len(prefix) > len(best.args[-1])):
+                best = loc
+    if best is not None and best.args[:1] == ["^~"]:
+        return best
+    for loc in server.all("location"):
+        if len(loc.args) == 2 and loc.args[0] in ("~", "~*"):
+            try:
+                if re.search(loc.args[1], uri, re.I if loc.args[0] == "~*" else 0):
+                    return loc
+            except re.error:
+                continue
     return best
 
 

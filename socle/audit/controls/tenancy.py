@@ -14,7 +14,7 @@ from .. import configs
 from ..evidence import Evidence, dig, labels, meta
 from ..model import Context, Control, Finding, ObjRef, failed, judge, missing, not_applicable
 from . import registrar
-from ._common import Parsed, each, hapi_files, nginx_files, proxied_service, tls_directive
+from ._common import Parsed, each, hapi_files, location_for, nginx_files, proxied_service, tls_directive
 
 CONTROLS: list[Control] = []
 control, manual = registrar(CONTROLS, "TEN")
@@ -150,31 +150,6 @@ def _prefix(loc: configs.Directive) -> str | None:
     return None
 
 
-def _serving(server: configs.Directive, uri: str) -> configs.Directive | None:
-    """The location NGINX chooses for a URI: exact match, else the longest prefix unless `^~` marks it, first
-    matching regex in order, else that prefix (nested locations not followed)."""
-    best: configs.Directive | None = None
-    for loc in server.all("location"):
-        args = loc.args
-        if args[:1] == ["="]:
-            if args[1:2] == [uri]:
-                return loc
-        elif len(args) == 1 or args[:1] == ["^~"]:
-            prefix = args[-1]
-            if uri.startswith(prefix) and (best is None or len(prefix) > len(best.args[-1])):
-                best = loc
-    if best is not None and best.args[:1] == ["^~"]:
-        return best
-    for loc in server.all("location"):
-        if len(loc.args) == 2 and loc.args[0] in ("~", "~*"):
-            try:
-                if re.search(loc.args[1], uri, re.I if loc.args[0] == "~*" else 0):
-                    return loc
-            except re.error:
-                continue
-    return best
-
-
 def _partition_problems(loc: configs.Directive, key: str) -> list[str]:
     """Where a passing location sends a request: under /fhir/<key>/ whatever the client's path."""
     where = f"location {' '.join(loc.args)}"
@@ -279,7 +254,7 @@ def ten_02(ev: Evidence, ctx: Context) -> Iterator[Finding]:
                 problems += [f"{what} {x}" for x in _partition_problems(loc, key)]
                 prefix = _prefix(loc)
                 if prefix is not None:
-                    target = _serving(server, prefix + MANAGEMENT)
+                    target = location_for(server, prefix + MANAGEMENT)
                     if target is not None and _passes(target) and target.first("internal") is None:
                         problems.append(f"{where}: {prefix}{MANAGEMENT} is passed to the store: HAPI's partition "
                                         "management answers there (any tenant's partitions)")
