@@ -135,7 +135,7 @@ def test_upgrading_the_demo_keeps_every_claim_and_its_volume(cluster, old_kit):
         if salt and "encryptionsalt:" not in STACK.read_text():
             STACK.write_text(salt[0] + "\n" + STACK.read_text())
 
-        major = __import__("blueprints").registry()["etablissement"].major
+        major = __import__("socle.blueprints", fromlist=["registry"]).registry()["etablissement"].major
         for source in (["--from-ref", ref], ["--from-state"]):
             run = socle(cluster, "upgrade", "demo", "--to", major, *source, "--dry-run")
             assert run.returncode == 0, " ".join(source) + ":\n" + run.stdout[-4000:] + run.stderr[-3000:]
