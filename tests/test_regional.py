@@ -369,3 +369,18 @@ def test_the_partitions_job_creates_each_missing_partition_once(tmp_path):
         assert run.returncode == 1 and "partition 3 could not be created" in run.stderr
     finally:
         server.shutdown()
+
+
+def test_a_cells_refusal_is_named_where_the_user_wrote_the_value(region):
+    """Production refuses a single-replica FHIR store: the dedicated tenant's own store in its file, the region's
+    store in the stack file; the region's cell speaks of `region`, never of the hospital's `organisation`."""
+    path = region / "stacks" / f"Pulumi.{STACK}.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("    profile: dev\n", "    profile: production\n"),
+                    encoding="utf-8")
+    edit_tenant(region, "990000401", lambda d: d.update(fhir={"replicas": 1}))
+    lines = refused(region)
+    assert f"{TENANTS}/990000401.yaml:fhir.replicas: K8S-09: stateless services need at least 2 replicas in production" \
+        in lines, lines
+    assert (f"stacks/Pulumi.{STACK}.yaml:config.socle:params.fhir.replicas: K8S-09: stateless services need at least "
+            "2 replicas in production") in lines, lines
+    assert not [line for line in lines if ".organisation." in line or "gateway.apis[" in line], lines

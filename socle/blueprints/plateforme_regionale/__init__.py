@@ -158,15 +158,44 @@ def refusals(p: Params) -> list[tuple[str, str]]:
     if not shared(p):
         out.append(("tenants", "the regional gateway serves the shared tenants: host at least one shared tenant"))
         return out
-    out += cell_refusals(region_cell_params(p))
+    apis = [f"tenants.{t.key}" for t in shared(p)]  # the region's gateway API i is shared tenant i's host
+    out += [(_region_path(path, apis), message) for path, message in cell_refusals(region_cell_params(p))]
     for t in dedicated(p):
         if t.finess is None:
             out.append((f"tenants.{t.key}.finess", "a dedicated tenant's cell carries its FINESS juridique (its "
                         "organisation certificate names it): a tenant without FINESS is hosted in the shared tier"))
             continue
-        out += [(path if not path.startswith("fhir.") or t.fhir is None else f"tenants.{t.key}.{path}", message)
-                for path, message in cell_refusals(tenant_cell_params(p, t))]
+        out += [(_tenant_path(path, t), message) for path, message in cell_refusals(tenant_cell_params(p, t))]
     return sorted(set(out), key=out.index)
+
+
+def _region_path(path: str, apis: list[str]) -> str:
+    """A refusal of the region's cell, at the key the user wrote: its organisation is `region`, its API i is the
+    i-th shared tenant's host."""
+    if path.startswith("organisation."):
+        return "region." + path.split(".", 1)[1]
+    if path.startswith("gateway.apis["):
+        index = int(path[len("gateway.apis["):].split("]", 1)[0])
+        return f"{apis[index]}.api_host" if index < len(apis) else "gateway"
+    return path
+
+
+def _tenant_path(path: str, t: Tenant) -> str:
+    """A refusal of a dedicated tenant's cell: in its file when the value is the tenant's own (its names, its host,
+    its FHIR store, its backup hours), else at the region's key it comes from."""
+    own = f"tenants.{t.key}"
+    if path.startswith("organisation."):
+        field = path.split(".", 1)[1]
+        return f"{own}.{field if field in ('name', 'finess') else 'short_name'}"
+    if path.startswith("gateway.apis"):
+        return f"{own}.api_host"
+    if path.startswith("fhir.") and t.fhir is not None:
+        return f"{own}.{path}"
+    if path in ("backup.daily_schedule", "backup.monthly_schedule"):
+        return f"{own}.{path}"
+    if path.startswith("relay.hostname"):
+        return f"{own}.api_host"
+    return path
 
 
 def advisories(p: Params) -> list[tuple[str, str]]:
