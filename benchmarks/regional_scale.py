@@ -110,7 +110,8 @@ def one(mode: str, stack_path: str) -> dict:
         runner.run(ev, ctx, stack.audit)
         return {"seconds": time.perf_counter() - start, "objects": len(rendered.objects)}
     if mode == "tree":
-        # the same resources with the same parents (components included), registered straight through the SDK
+        # the same resources with the same parents (components included) and dependencies, registered straight
+        # through the SDK
         from pulumi.runtime import rpc
         from pulumi.runtime.mocks import MockMonitor
 
@@ -127,6 +128,7 @@ def one(mode: str, stack_path: str) -> dict:
                 if request.type != "pulumi:pulumi:Stack":
                     self.records.append({"urn": response.urn, "type": request.type, "name": request.name,
                                          "parent": request.parent, "custom": request.custom,
+                                         "depends_on": list(request.dependencies),
                                          "inputs": rpc.deserialize_properties(request.object) if request.custom else None})
                 return response
 
@@ -140,7 +142,8 @@ def one(mode: str, stack_path: str) -> dict:
         def tree() -> None:
             made: dict[str, pulumi.Resource] = {}
             for r in records:
-                opts = pulumi.ResourceOptions(parent=made.get(r["parent"]))
+                opts = pulumi.ResourceOptions(parent=made.get(r["parent"]),
+                                              depends_on=[made[u] for u in r["depends_on"] if u in made])
                 made[r["urn"]] = (pulumi.CustomResource(r["type"], r["name"], r["inputs"], opts) if r["custom"]
                                   else pulumi.ComponentResource(r["type"], r["name"], None, opts))
 
