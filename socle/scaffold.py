@@ -98,29 +98,21 @@ def stack_file(bp: Blueprint, name: str) -> str:
 
 
 # A project of the user's own (`socle new` outside any Pulumi project): the program is the installed kit's.
-PROJECT_FILES = {
-    "Pulumi.yaml": (
-        "# Created by `socle new`: a Pulumi project whose program is the socle kit (pip install socle-sante).\n"
-        "name: {name}\n"
-        "description: Health-data platform built from a socle blueprint\n"
-        "runtime:\n"
-        "  name: python\n"
-        "main: __main__.py\n"
-        "stackConfigDir: stacks\n"
-    ),
-    "__main__.py": (
-        '"""Pulumi entry point: the socle kit reads the stack\'s configuration, builds its blueprint, registers '
-        'everything."""\n'
-        "from socle.program import run\n"
-        "\n"
-        "run()\n"
-    ),
-}
+MAIN_PY = ('"""Pulumi entry point: the socle kit reads the stack\'s configuration, builds its blueprint, registers '
+           'everything."""\n'
+           "from socle.program import run\n"
+           "\n"
+           "run()\n")
 
 
 def project_files(directory_name: str) -> dict[str, str]:
-    """Pulumi.yaml and __main__.py of a new project named after its directory (a Pulumi project name)."""
+    """Pulumi.yaml (written by the YAML serialiser) and __main__.py of a new project named after its directory."""
     import re
 
+    import yaml
+
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", directory_name).strip("-.") or "socle-project"
-    return {path: text.replace("{name}", name) for path, text in PROJECT_FILES.items()}
+    project = {"name": name, "description": "Health-data platform built from a socle blueprint",
+               "runtime": {"name": "python"}, "main": "__main__.py", "stackConfigDir": "stacks"}
+    header = "# Created by `socle new`: a Pulumi project whose program is the socle kit (pip install socle-sante).\n"
+    return {"Pulumi.yaml": header + yaml.safe_dump(project, sort_keys=False, allow_unicode=True), "__main__.py": MAIN_PY}

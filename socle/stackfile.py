@@ -1,6 +1,7 @@
 """Stack files: find, load and validate them; every problem at once, each with file and key path."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,10 @@ class Stack:
     secretsprovider: str = ""  # the stack file's `secretsprovider` ("" = Pulumi's default for its backend)
     environments: tuple[str, ...] = ()  # ESC environments the stack file imports (`environment:`)
 
-    @property
+    @functools.cached_property
     def inventory(self):
-        """What the tooling needs of the stack whatever its blueprint: profile, namespaces, auditors, registries."""
+        """What the tooling needs of the stack whatever its blueprint: profile, namespaces, auditors, registries
+        (computed once: the parameters are frozen)."""
         return self.blueprint.inventory(self.params)
 
     @property

@@ -114,7 +114,9 @@ def build(p: Params) -> dict[str, Any]:
 
 
 def namespaces(p: Params) -> dict[str, str]:
-    return {c.p.namespace(b): b for c in cells(p) for b in BLOCKS}
+    """The cells' namespaces (`<short_name>-<block>`), derived from the names alone: no cell is built for it."""
+    shorts = [p.region.short_name] + [t.short_name for t in dedicated(p)]
+    return {f"{short}-{b}": b for short in shorts for b in BLOCKS}
 
 
 def inventory(p: Params) -> Inventory:
